@@ -101,7 +101,9 @@ class BatteryState:
     def from_dict(cls, data: dict[str, Any], *, where: str = "") -> BatteryState:
         """Validate and build; a bad key or type raises StateError naming it."""
         if not isinstance(data, dict):
-            raise StateError(f"{where or 'state'}: expected a JSON object, got {type(data).__name__}")
+            raise StateError(
+                f"{where or 'state'}: expected a JSON object, got {type(data).__name__}"
+            )
         values: dict[str, Any] = {}
         for key, raw in data.items():
             path = f"{where}.{key}" if where else key

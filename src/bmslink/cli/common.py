@@ -1,0 +1,40 @@
+"""Small helpers shared by the CLI modules: input files and error exits."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from bmslink.profiles import UnknownProfileError, get_profile
+from bmslink.profiles.base import Profile
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and a non-zero exit: the contract for bad input."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def read_lines(source: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a file, or of stdin for '-'."""
+    if source == "-":
+        yield from enumerate(sys.stdin, start=1)
+        return
+    path = Path(source)
+    try:
+        handle = path.open(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror or exc}")
+    with handle:
+        yield from enumerate(handle, start=1)
+
+
+def profile_or_exit(name: str) -> Profile:
+    try:
+        return get_profile(name)
+    except UnknownProfileError as exc:
+        fail(str(exc), code=2)

@@ -1,0 +1,8 @@
+"""Shared test settings: hypothesis profiles (CI runs the same number of examples as locally)."""
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")

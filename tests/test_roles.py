@@ -1,0 +1,272 @@
+"""Battery and inverter roles on python-can's virtual bus, driven by a manual clock."""
+
+import asyncio
+import itertools
+
+import can
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bmslink.clock import ManualClock
+from bmslink.profiles import get_profile
+from bmslink.roles import BatteryRole, InverterRole, safety_escalation
+from bmslink.state import ALARM_NAMES, BatteryState
+
+PYLON = get_profile("pylontech")
+_channels = itertools.count()
+
+
+def good_state(**changes) -> BatteryState:
+    base = dict(
+        voltage_v=53.1,
+        current_a=-12.3,
+        temperature_c=21.5,
+        soc_pct=64.0,
+        soh_pct=99.0,
+        charge_voltage_v=55.2,
+        charge_current_a=100.0,
+        discharge_current_a=120.0,
+        discharge_voltage_v=46.4,
+        charge_enable=True,
+        discharge_enable=True,
+        force_charge=False,
+        full_charge_request=False,
+        modules=1,
+        manufacturer="bmslink-sim",
+        alarms=[],
+        warnings=[],
+    )
+    base.update(changes)
+    return BatteryState(**base)
+
+
+@pytest.fixture
+def link():
+    channel = f"test-roles-{next(_channels)}"
+    buses = [
+        can.Bus(interface="virtual", channel=channel, preserve_timestamps=True) for _ in range(3)
+    ]
+    clock = ManualClock()
+    battery = BatteryRole(buses[0], PYLON, clock)
+    inverter = InverterRole(buses[1], PYLON, clock)
+    yield clock, battery, inverter, buses[2]
+    for bus in buses:
+        bus.shutdown()
+
+
+def sniffed(bus: can.BusABC) -> list[can.Message]:
+    out = []
+    while (msg := bus.recv(timeout=0)) is not None:
+        out.append(msg)
+    return out
+
+
+def test_broadcasts_full_set_once_per_period(link):
+    clock, battery, _inverter, sniffer = link
+    battery.update(good_state())
+    assert battery.poll() == 6
+    clock.advance(0.5)
+    assert battery.poll() == 0
+    clock.advance(0.5)
+    assert battery.poll() == 6
+    ids = [m.arbitration_id for m in sniffed(sniffer)]
+    assert ids == [0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E] * 2
+
+
+def test_inverter_reads_state_back(link):
+    _clock, battery, inverter, _ = link
+    sent = good_state()
+    battery.update(sent)
+    battery.poll()
+    inverter.poll()
+    seen = inverter.state()
+    assert seen is not None
+    assert seen.soc_pct == 64.0 and seen.voltage_v == 53.1 and seen.current_a == -12.3
+    assert seen.charge_current_a == 100.0 and seen.discharge_current_a == 120.0
+    assert seen.manufacturer == "PYLON"  # the profile's identity, which Deye insists on
+    assert seen.cells_v is None  # Pylontech CAN does not carry cells: absent, not invented
+
+
+def test_keepalive_makes_inverter_online_and_silence_offline(link):
+    clock, battery, inverter, sniffer = link
+    battery.update(good_state())
+    assert battery.inverter_online is False
+    for _ in range(3):
+        inverter.poll()
+        battery.poll()
+        clock.advance(1.0)
+    assert battery.inverter_online is True
+    assert battery.keepalives == 3
+    assert [m.arbitration_id for m in sniffed(sniffer) if m.arbitration_id == 0x305] == [0x305] * 3
+    clock.advance(10.0)
+    battery.poll()
+    assert battery.inverter_online is False
+    kinds = [e.kind for e in battery.events]
+    assert kinds == ["inverter_online", "inverter_offline"]
+
+
+def test_battery_lost_after_configured_silence(link):
+    clock, battery, inverter, _ = link
+    inverter.lost_timeout_s = 5.0
+    battery.update(good_state())
+    battery.poll()
+    inverter.poll()
+    assert inverter.battery_online
+    clock.advance(5.0)
+    assert inverter.state() is not None
+    clock.advance(0.01)
+    assert inverter.state() is None
+    assert not inverter.battery_online
+    assert [e.kind for e in inverter.events] == ["battery_online", "battery_lost"]
+
+
+def test_default_battery_lost_timeout_is_ten_seconds(link):
+    _, _, inverter, _ = link
+    assert inverter.lost_timeout_s == 10.0
+
+
+def test_a_frame_that_stops_takes_its_values_with_it(link):
+    clock, battery, inverter, _ = link
+    battery.update(good_state())
+    battery.poll()
+    inverter.poll()
+    # from now on only measurements arrive: limits must expire, not stay frozen
+    other = can.Bus(interface="virtual", channel=battery.bus.channel_id)
+    try:
+        for _ in range(11):
+            clock.advance(1.0)
+            data = bytes.fromhex("BE14F9FF8C00")
+            other.send(can.Message(arbitration_id=0x356, data=data, is_extended_id=False))
+            inverter.poll()
+    finally:
+        other.shutdown()
+    seen = inverter.state()
+    assert seen is not None and seen.voltage_v == 53.10
+    assert seen.charge_current_a is None and seen.charge_enable is None
+
+
+def test_alarm_goes_out_at_once_not_at_next_period(link):
+    clock, battery, _, sniffer = link
+    battery.update(good_state())
+    battery.poll()
+    sniffed(sniffer)
+    clock.advance(0.3)
+    battery.update(good_state(alarms=["high_voltage"], charge_enable=False))
+    frames = sniffed(sniffer)
+    assert len(frames) == 6 and all(m.timestamp == 0.3 for m in frames)
+    assert PYLON.decode(0x359, frames[3].data).fields["alarms"] == ["high_voltage"]
+    assert battery.immediate_rounds == 1
+    assert battery.events[-1].kind == "immediate_round"
+
+
+@pytest.mark.parametrize(
+    ("change", "immediate"),
+    [
+        (dict(soc_pct=63.0), False),
+        (dict(charge_current_a=95.0), False),  # a 5 % cut waits for the next round
+        (dict(charge_current_a=89.0), True),  # more than 10 %
+        (dict(discharge_current_a=0.0), True),
+        (dict(charge_voltage_v=49.0), True),
+        (dict(discharge_enable=False), True),
+        (dict(warnings=["low_voltage"]), False),
+        (dict(alarms=["low_temperature_charge"]), True),
+        (dict(discharge_voltage_v=52.0), True),
+        (dict(charge_current_a=120.0), False),  # raising a limit is not urgent
+    ],
+)
+def test_which_changes_are_urgent(link, change, immediate):
+    clock, battery, _, sniffer = link
+    battery.update(good_state())
+    battery.poll()
+    sniffed(sniffer)
+    clock.advance(0.4)
+    battery.update(good_state(**change))
+    assert (len(sniffed(sniffer)) == 6) is immediate
+
+
+def test_immediate_rounds_are_rate_limited(link):
+    clock, battery, _, sniffer = link
+    battery.min_gap_s = 0.2
+    battery.update(good_state())
+    battery.poll()
+    sniffed(sniffer)
+    clock.advance(0.1)
+    battery.update(good_state(alarms=["high_voltage"]))
+    assert sniffed(sniffer) == []  # too soon after the last round
+    clock.advance(0.1)
+    battery.poll()
+    assert len(sniffed(sniffer)) == 6
+
+
+def test_unencodable_state_halts_broadcast_instead_of_sending_stale_frames(link):
+    clock, battery, _, sniffer = link
+    battery.update(good_state())
+    battery.poll()
+    sniffed(sniffer)
+    clock.advance(1.0)
+    battery.update(good_state(charge_current_a=None))
+    assert battery.poll() == 0
+    clock.advance(1.0)
+    assert battery.poll() == 0
+    assert sniffed(sniffer) == []
+    assert battery.halted_reason == "0x351 limits: charge_current_a is missing"
+    battery.update(good_state())
+    clock.advance(1.0)
+    assert battery.poll() == 6
+    assert [e.kind for e in battery.events][-2:] == ["broadcast_halted", "broadcast_resumed"]
+
+
+def test_identity_can_be_turned_off(link):
+    _clock, battery, inverter, _ = link
+    battery.identity = {}
+    battery.update(good_state(manufacturer="JK-BMS"))
+    battery.poll()
+    inverter.poll()
+    assert inverter.state().manufacturer == "JK-BMS"
+
+
+def test_async_runner_with_injected_sleep(link):
+    clock, battery, inverter, _sniffer = link
+    battery.update(good_state())
+    stop = asyncio.Event()
+    ticks = 0
+
+    async def fake_sleep(seconds: float) -> None:
+        nonlocal ticks
+        clock.advance(seconds)
+        inverter.poll()
+        ticks += 1
+        if clock.now() >= 5.0 - 1e-9:
+            stop.set()
+
+    asyncio.run(battery.run(stop, tick_s=0.25, sleep=fake_sleep))
+    assert ticks == 20
+    assert battery.rounds == 5  # t = 0, 1, 2, 3, 4
+    assert battery.inverter_online
+
+
+# -- safety_escalation as a property ----------------------------------------------------------
+
+limits = st.floats(0, 500, allow_nan=False)
+
+
+@given(
+    old_ccl=limits,
+    new_ccl=limits,
+    old_alarms=st.lists(st.sampled_from(ALARM_NAMES), unique=True),
+    new_alarms=st.lists(st.sampled_from(ALARM_NAMES), unique=True),
+    old_enable=st.booleans(),
+    new_enable=st.booleans(),
+)
+def test_escalation_property(old_ccl, new_ccl, old_alarms, new_alarms, old_enable, new_enable):
+    old = good_state(charge_current_a=old_ccl, alarms=old_alarms, charge_enable=old_enable)
+    new = good_state(charge_current_a=new_ccl, alarms=new_alarms, charge_enable=new_enable)
+    urgent = safety_escalation(old, new) is not None
+    if set(new_alarms) - set(old_alarms) or (old_enable and not new_enable):
+        assert urgent
+    if new_ccl < old_ccl * 0.9 or (new_ccl == 0 < old_ccl):
+        assert urgent
+    if not (set(new_alarms) - set(old_alarms)) and new_ccl >= old_ccl and new_enable >= old_enable:
+        assert not urgent
+    assert safety_escalation(old, old) is None
