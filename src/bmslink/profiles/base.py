@@ -19,7 +19,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Literal
 
 from bmslink.errors import DecodeError, EncodeError
@@ -30,6 +29,15 @@ Sender = Literal["battery", "inverter"]
 
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h", (4, False): "I"}
 _INT_CODES[(4, True)] = "i"
+
+
+def _decimal_places(value: float) -> int:
+    """Decimal places of a decimal number (0.1 -> 1, 0.25 -> 2, 273.15 -> 2, 5 -> 0)."""
+    for places in range(10):
+        scaled = abs(value) * 10**places
+        if abs(scaled - round(scaled)) < 1e-9 * max(1.0, scaled):
+            return places
+    return 10
 
 
 @dataclass(frozen=True)
@@ -68,12 +76,7 @@ class Num:
     @property
     def decimals(self) -> int:
         """Decimal places the scale resolves (0.1 -> 1, 0.01 -> 2, 1 -> 0)."""
-        denominator = Fraction(self.scale).limit_denominator(1_000_000).denominator
-        places = 0
-        while denominator % 10 == 0:
-            denominator //= 10
-            places += 1
-        return places
+        return _decimal_places(self.scale)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,13 @@ class FrameSpec:
         return format_id(self.id, self.extended)
 
 
+_EXTENDED = 1 << 31  # marks 29-bit ids in lookup keys (above any CAN id)
+
+
+def _frame_key(can_id: int, extended: bool) -> int:
+    return can_id | _EXTENDED if extended else can_id
+
+
 def format_id(can_id: int, extended: bool = False) -> str:
     return f"0x{can_id:08X}" if extended and can_id > 0xFFFF else f"0x{can_id:03X}"
 
@@ -188,29 +198,12 @@ class DecodedFrame:
 
 # -- compiled codecs -------------------------------------------------------------------------------
 
-_NUM_PLAIN, _NUM_MAGNITUDE, _NUM_NON_NEGATIVE = 0, 1, 2
 
-
-@dataclass(slots=True)
-class _NumPlan:
-    """A precompiled struct for the numeric fields that fit in a given payload length."""
-
-    unpack: Callable[[bytes], tuple[Any, ...]]
-    items: tuple[tuple[str, float, float, float, int, int, bool], ...]
-    # per field: key, divisor, multiplier, offset, mode, decimals, integer
-
-
-def _struct_format(nums: Iterable[Num], length: int, default_order: ByteOrder) -> str:
+def _struct_format(nums: Iterable[Num], length: int, order: ByteOrder) -> str:
     """One struct format covering fields in start order, padding the gaps."""
     parts: list[str] = []
     pos = 0
-    order = None
     for f in sorted(nums, key=lambda n: n.start):
-        fo = f.byteorder or default_order
-        if order is None:
-            order = fo
-        elif order != fo:
-            raise ValueError("mixed byte orders are compiled per order group")
         if f.start < pos:
             raise ValueError(f"{f.key}: overlaps the previous field")
         if f.start > pos:
@@ -219,24 +212,55 @@ def _struct_format(nums: Iterable[Num], length: int, default_order: ByteOrder) -
         pos = f.end
     if pos < length:
         parts.append(f"{length - pos}x")
-    prefix = "<" if (order or default_order) == "little" else ">"
-    return prefix + "".join(parts)
+    return ("<" if order == "little" else ">") + "".join(parts)
 
 
-def _scale_parts(f: Num) -> tuple[float, float]:
-    """(divisor, multiplier): divide by 10**k where the scale is a decimal fraction.
+def _value_expr(f: Num, var: str) -> str:
+    """Python source turning raw integer ``var`` into the field's physical value.
 
-    Division by an exact integer gives the nearest double to the decimal value
-    (4866 / 100 == 48.66), where multiplying by 0.01 would give 48.660000000000004.
+    A decimal scale is applied by dividing by an exact integer: 4866 / 100 is the
+    double nearest 48.66, where 4866 * 0.01 would give 48.660000000000004.
     """
     inverse = 1.0 / f.scale
     if abs(inverse - round(inverse)) < 1e-9 and round(inverse) >= 1:
-        return float(round(inverse)), 1.0
-    return 1.0, f.scale
+        expr = var if round(inverse) == 1 else f"{var} / {round(inverse)}"
+    else:
+        expr = f"round({var} * {f.scale!r}, {f.decimals})"
+    if f.offset:
+        # round to the resolution: 2213 / 10 - 100 is 21.299999999999997 otherwise
+        places = max(f.decimals, _decimal_places(f.offset))
+        expr = f"round({expr} + {f.offset!r}, {places})"
+    if f.integer:
+        return f"int({expr})"
+    return expr if "/" in expr or "round" in expr else f"float({expr})"
+
+
+def _union(*groups: tuple[str, ...]) -> list[str]:
+    merged = set().union(*groups)
+    return [n for n in ALARM_NAMES if n in merged]
+
+
+def _names_for_byte(bits: Mapping[int, str], value: int) -> tuple[str, ...]:
+    names = {name for bit, name in bits.items() if value >> bit & 1}
+    return tuple(n for n in ALARM_NAMES if n in names)
+
+
+def _encode_text(value: str | None, size: int, pad: bytes, where: str) -> bytes:
+    if value is None:
+        raise EncodeError(f"{where} is missing")
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        raise EncodeError(f"{where} is not ASCII: {value!r}") from None
+    return raw[:size].ljust(size, pad)
 
 
 class CompiledFrame:
-    """A FrameSpec turned into fast decode/encode closures."""
+    """A FrameSpec turned into generated decode functions, one per payload length.
+
+    The table is the only description of the layout; the generated function is
+    what makes decoding several times faster than interpreting the table per frame.
+    """
 
     def __init__(self, spec: FrameSpec) -> None:
         self.spec = spec
@@ -248,144 +272,187 @@ class CompiledFrame:
         for f in spec.fields:
             if f.end > spec.length:
                 raise ValueError(f"{spec.label} {f}: ends at byte {f.end} > length {spec.length}")
-        self._plans: dict[int, list[_NumPlan]] = {}
-        # alarm byte -> precomputed tuple of names for each of the 256 values
-        self._alarm_tables = tuple(
-            (a.target, a.byte, tuple(_names_for_byte(a.bits, v) for v in range(256)))
-            for a in self.alarm_bytes
-        )
+        self._encoder: Callable[[BatteryState], bytes] | None = None
+        #: generated decode functions by payload length, filled on first use
+        self.decoders: dict[int, Callable[[bytes], dict[str, Any]]] = {}
 
-    def _plan(self, n: int) -> list[_NumPlan]:
-        plans = self._plans.get(n)
-        if plans is None:
-            plans = []
+    def decoder_for(self, n: int) -> Callable[[bytes], dict[str, Any]]:
+        """The decode function for an ``n``-byte payload; DecodeError for a wrong length."""
+        fn = self.decoders.get(n)
+        if fn is None:
+            spec = self.spec
+            if n < spec.accepted_min or n > 8:
+                want = "8" if spec.accepted_min == 8 else f"{spec.accepted_min}..8"
+                raise DecodeError(
+                    f"{spec.label} {spec.name}: wrong length {n}, expected {want} bytes"
+                )
+            fn = self.decoders[n] = self._generate(n)
+        return fn
+
+    def _generate(self, n: int) -> Callable[[bytes], dict[str, Any]]:
+        spec = self.spec
+        env: dict[str, Any] = {"DecodeError": DecodeError, "_union": _union}
+        lines = ["def decode(data):"]
+        items: list[str] = []
+        if not spec.accept_any_payload:
             fitting = [f for f in self.nums if f.end <= n]
             for order in ("little", "big"):
-                group = [f for f in fitting if (f.byteorder or self.spec.byteorder) == order]
+                group = sorted(
+                    (f for f in fitting if (f.byteorder or spec.byteorder) == order),
+                    key=lambda f: f.start,
+                )
                 if not group:
                     continue
-                group.sort(key=lambda f: f.start)
-                fmt = _struct_format(group, n, self.spec.byteorder)
-                items = []
-                for f in group:
-                    div, mul = _scale_parts(f)
-                    mode = (
-                        _NUM_MAGNITUDE
-                        if f.magnitude
-                        else _NUM_NON_NEGATIVE
-                        if f.non_negative
-                        else _NUM_PLAIN
+                env[f"unpack_{order}"] = struct.Struct(_struct_format(group, n, order)).unpack
+                names = [f"v{self.nums.index(f)}" for f in group]
+                lines.append(
+                    f"    {', '.join(names)}{',' if len(names) == 1 else ''} = unpack_{order}(data)"
+                )
+                for f, var in zip(group, names, strict=True):
+                    if f.magnitude:
+                        lines.append(f"    if {var} < 0: {var} = -{var}")
+                    elif f.non_negative and f.signed:
+                        message = f"{spec.label} {spec.name}: {f.key} is negative (raw {{}})"
+                        lines.append(
+                            f"    if {var} < 0: raise DecodeError({message!r}.format({var}))"
+                        )
+            for f in fitting:
+                items.append(f"{f.key!r}: {_value_expr(f, f'v{self.nums.index(f)}')}")
+            for flag in self.flags:
+                if flag.byte < n:
+                    items.append(f"{flag.key!r}: bool(data[{flag.byte}] & {1 << flag.bit})")
+            targets: dict[str, list[str]] = {}
+            for i, a in enumerate(self.alarm_bytes):
+                if a.byte < n:
+                    env[f"alarm_table_{i}"] = tuple(_names_for_byte(a.bits, v) for v in range(256))
+                    targets.setdefault(a.target, []).append(f"alarm_table_{i}[data[{a.byte}]]")
+            for t_index, (target, lookups) in enumerate(targets.items()):
+                if len(lookups) == 1:
+                    items.append(f"{target!r}: list({lookups[0]})")
+                    continue
+                # the usual case is no alarm at all: only sort when two bytes have names
+                names = [f"a{t_index}_{j}" for j in range(len(lookups))]
+                for name, lookup in zip(names, lookups, strict=True):
+                    lines.append(f"    {name} = {lookup}")
+                merged = " + ".join(names)
+                items.append(
+                    f"{target!r}: _union({', '.join(names)}) "
+                    f"if {' + '.join(f'bool({x})' for x in names)} > 1 else list({merged})"
+                )
+            for t in self.texts:
+                if t.start < n:
+                    items.append(
+                        f"{t.key!r}: data[{t.start}:{min(t.end, n)}]"
+                        ".decode('latin-1').rstrip('\\x00 ')"
                     )
-                    items.append((f.key, div, mul, f.offset, mode, f.decimals, f.integer))
-                plans.append(_NumPlan(struct.Struct(fmt).unpack, tuple(items)))
-            self._plans[n] = plans
-        return plans
+            for c in self.consts:
+                if c.start < n:
+                    items.append(f"{c.key!r}: data[{c.start}:{min(c.end, n)}].decode('latin-1')")
+        lines.append("    out = {" + ", ".join(items) + "}")
+        into = sorted({f.into for f in self.flags if f.into and f.byte < n})
+        for key in into:
+            sources = [f.key for f in self.flags if f.into == key and f.byte < n]
+            lines.append(f"    out[{key!r}] = " + " or ".join(f"out[{k!r}]" for k in sources))
+        lines.append("    return out")
+        source = "\n".join(lines)
+        exec(compile(source, f"<bmslink {spec.label} {spec.name} len {n}>", "exec"), env)
+        fn: Callable[[bytes], dict[str, Any]] = env["decode"]
+        return fn
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        spec = self.spec
-        n = len(data)
-        if n < spec.accepted_min or n > 8:
-            want = "8" if spec.accepted_min == 8 else f"{spec.accepted_min}..8"
-            raise DecodeError(f"{spec.label} {spec.name}: wrong length {n}, expected {want} bytes")
-        if spec.accept_any_payload:
-            return {}
-        out: dict[str, Any] = {}
-        for plan in self._plan(n):
-            for (key, div, mul, off, mode, places, integer), raw in zip(
-                plan.items, plan.unpack(data), strict=True
-            ):
-                if mode == _NUM_MAGNITUDE:
-                    raw = -raw if raw < 0 else raw
-                elif mode == _NUM_NON_NEGATIVE and raw < 0:
-                    raise DecodeError(f"{spec.label} {spec.name}: {key} is negative (raw {raw})")
-                if integer:
-                    out[key] = int(raw * mul + off) if div == 1.0 else int(raw / div + off)
-                elif div != 1.0:
-                    out[key] = raw / div + off if off else raw / div
-                else:
-                    value = raw * mul + off
-                    out[key] = round(value, places) if places else value
-        for flag in self.flags:
-            if flag.byte < n:
-                bit = bool(data[flag.byte] >> flag.bit & 1)
-                out[flag.key] = bit
-                if flag.into is not None:
-                    out[flag.into] = out.get(flag.into, False) or bit
-        for target, byte, table in self._alarm_tables:
-            if byte < n:
-                names = table[data[byte]]
-                previous = out.get(target)
-                out[target] = list(names) if previous is None else _union(previous, names)
-        for text in self.texts:
-            if text.start < n:
-                raw_text = data[text.start : min(text.end, n)]
-                out[text.key] = raw_text.decode("latin-1").rstrip("\x00 ")
-        for const in self.consts:
-            if const.start < n:
-                out[const.key] = data[const.start : min(const.end, n)].decode("latin-1")
-        return out
+        return self.decoder_for(len(data))(data)
 
     def encode(self, state: BatteryState) -> bytes:
+        fn = self._encoder
+        if fn is None:
+            fn = self._encoder = self._generate_encoder()
+        return fn(state)
+
+    def _generate_encoder(self) -> Callable[[BatteryState], bytes]:
+        """Generate ``encode(state)`` from the table: checks, one struct.pack, then bits."""
         spec = self.spec
-        buf = bytearray(spec.length)
-        for f in self.nums:
-            value = getattr(state, f.key, None) if f.key in STATE_KEYS else None
-            if value is None:
-                raise EncodeError(f"{spec.label} {spec.name}: {f.key} is missing")
-            if (f.magnitude or f.non_negative) and value < 0:
-                raise EncodeError(f"{spec.label} {spec.name}: {f.key} is negative ({value})")
-            raw = round((value - f.offset) / f.scale)
-            if not f.raw_min <= raw <= f.raw_max:
-                lo = f.raw_min * f.scale + f.offset
-                hi = f.raw_max * f.scale + f.offset
-                raise EncodeError(
-                    f"{spec.label} {spec.name}: {f.key}={value} outside {lo:g}..{hi:g} {f.unit}"
+        where = f"{spec.label} {spec.name}"
+        env: dict[str, Any] = {"EncodeError": EncodeError, "_text": _encode_text}
+        lines = ["def encode(state):"]
+
+        def require(var: str, key: str) -> str:
+            message = f"{where}: {key} is missing"
+            return f"    if {var} is None: raise EncodeError({message!r})"
+
+        packed: dict[ByteOrder, list[tuple[Num, str]]] = {"little": [], "big": []}
+        for i, f in enumerate(self.nums):
+            if f.key not in STATE_KEYS:
+                raise ValueError(f"{where}: {f.key} is not a BatteryState key")
+            var = f"r{i}"
+            lines.append(f"    v = state.{f.key}")
+            lines.append(
+                f"    if v is None: raise EncodeError({where + ': ' + f.key + ' is missing'!r})"
+            )
+            if f.magnitude or f.non_negative:
+                message = f"{where}: {f.key} is negative ({{}})"
+                lines.append(f"    if v < 0: raise EncodeError({message!r}.format(v))")
+            base = f"(v - {f.offset!r})" if f.offset else "v"
+            inverse = 1.0 / f.scale
+            if abs(inverse - round(inverse)) < 1e-9:
+                scaled = f"{base} * {round(inverse)}" if round(inverse) != 1 else base
+            else:
+                scaled = f"{base} / {f.scale!r}"
+            lines.append(f"    {var} = round({scaled})")
+            lo = round(f.raw_min * f.scale + f.offset, f.decimals)
+            hi = round(f.raw_max * f.scale + f.offset, f.decimals)
+            message = f"{where}: {f.key}={{}} outside {lo:g}..{hi:g} {f.unit}".rstrip()
+            lines.append(
+                f"    if not {f.raw_min} <= {var} <= {f.raw_max}: "
+                f"raise EncodeError({message!r}.format(v))"
+            )
+            packed[f.byteorder or spec.byteorder].append((f, var))
+        groups = [(order, fields) for order, fields in packed.items() if fields]
+        if len(groups) == 1:
+            order, fields = groups[0]
+            env["pack"] = struct.Struct(
+                _struct_format([f for f, _ in fields], spec.length, order)
+            ).pack
+            ordered = sorted(fields, key=lambda item: item[0].start)
+            lines.append(f"    buf = bytearray(pack({', '.join(v for _, v in ordered)}))")
+        else:
+            lines.append(f"    buf = bytearray({spec.length})")
+            for f, var in ((f, v) for _, fields in groups for f, v in fields):
+                order = f.byteorder or spec.byteorder
+                lines.append(
+                    f"    buf[{f.start}:{f.end}] = {var}.to_bytes({f.size}, {order!r}, "
+                    f"signed={f.signed})"
                 )
-            order = f.byteorder or spec.byteorder
-            buf[f.start : f.end] = int(raw).to_bytes(f.size, order, signed=f.signed)
         for flag in self.flags:
             if not flag.write:
                 continue
             key = flag.into or flag.key
-            value = getattr(state, key, None) if key in STATE_KEYS else None
-            if value is None:
-                if not flag.absent_is_false:
-                    raise EncodeError(f"{spec.label} {spec.name}: {key} is missing")
-                value = False
-            if value:
-                buf[flag.byte] |= 1 << flag.bit
-        for alarm in self.alarm_bytes:
-            names = getattr(state, alarm.target)
-            if names is None:
-                raise EncodeError(f"{spec.label} {spec.name}: {alarm.target} is missing")
-            for name in names:
-                bit = alarm.write.get(name)
-                if bit is not None:
-                    buf[alarm.byte] |= 1 << bit
-        for text in self.texts:
-            value = getattr(state, text.key, None) if text.key in STATE_KEYS else None
-            if value is None:
-                raise EncodeError(f"{spec.label} {spec.name}: {text.key} is missing")
-            try:
-                raw_text = value.encode("ascii")
-            except UnicodeEncodeError as exc:
-                raise EncodeError(f"{spec.label} {spec.name}: {text.key} is not ASCII") from exc
-            if len(raw_text) > text.size:
-                raw_text = raw_text[: text.size]
-            buf[text.start : text.end] = raw_text.ljust(text.size, text.pad)
-        for const in self.consts:
-            buf[const.start : const.end] = const.value
-        return bytes(buf)
-
-
-def _names_for_byte(bits: Mapping[int, str], value: int) -> tuple[str, ...]:
-    names = {name for bit, name in bits.items() if value >> bit & 1}
-    return tuple(n for n in ALARM_NAMES if n in names)
-
-
-def _union(previous: list[str], names: tuple[str, ...]) -> list[str]:
-    merged = set(previous).union(names)
-    return [n for n in ALARM_NAMES if n in merged]
+            lines.append(f"    v = state.{key}")
+            if flag.absent_is_false:
+                lines.append(f"    if v: buf[{flag.byte}] |= {1 << flag.bit}")
+            else:
+                lines.append(
+                    f"    if v is None: raise EncodeError({where + ': ' + key + ' is missing'!r})"
+                )
+                lines.append(f"    if v: buf[{flag.byte}] |= {1 << flag.bit}")
+        for i, alarm in enumerate(self.alarm_bytes):
+            env[f"write_{i}"] = dict(alarm.write)
+            lines.append(f"    names = state.{alarm.target}")
+            lines.append(require("names", alarm.target))
+            lines.append("    for name in names:")
+            lines.append(f"        bit = write_{i}.get(name)")
+            lines.append(f"        if bit is not None: buf[{alarm.byte}] |= 1 << bit")
+        for t in self.texts:
+            lines.append(
+                f"    buf[{t.start}:{t.end}] = _text(state.{t.key}, {t.size}, {t.pad!r}, "
+                f"{where + ': ' + t.key!r})"
+            )
+        for c in self.consts:
+            lines.append(f"    buf[{c.start}:{c.end}] = {c.value!r}")
+        lines.append("    return bytes(buf)")
+        source = "\n".join(lines)
+        exec(compile(source, f"<bmslink encode {where}>", "exec"), env)
+        fn: Callable[[BatteryState], bytes] = env["encode"]
+        return fn
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -403,9 +470,9 @@ class Profile:
     doc: str = ""
 
     def __post_init__(self) -> None:
-        self._compiled: dict[tuple[int, bool], CompiledFrame] = {}
+        self._compiled: dict[int, CompiledFrame] = {}
         for spec in self.frames:
-            key = (spec.id, spec.extended)
+            key = _frame_key(spec.id, spec.extended)
             if key in self._compiled:
                 raise ValueError(f"{self.name}: duplicate frame {spec.label}")
             self._compiled[key] = CompiledFrame(spec)
@@ -417,21 +484,26 @@ class Profile:
         return tuple(s for s in self.frames if s.sender == sender)
 
     def spec(self, can_id: int, extended: bool = False) -> FrameSpec | None:
-        compiled = self._compiled.get((can_id, extended))
+        compiled = self._compiled.get(_frame_key(can_id, extended))
         return compiled.spec if compiled else None
 
     def decode(self, can_id: int, data: bytes | bytearray, extended: bool = False) -> DecodedFrame:
         """Decode one frame; raises DecodeError for an unknown id or a bad payload."""
-        compiled = self._compiled.get((can_id, extended))
+        compiled = self._compiled.get(can_id | _EXTENDED if extended else can_id)
         if compiled is None:
             kind = "29-bit" if extended else "11-bit"
             raise DecodeError(
                 f"unknown {kind} id {format_id(can_id, extended)} for profile {self.name}"
             )
-        return DecodedFrame(compiled.spec, compiled.decode(bytes(data)))
+        if type(data) is not bytes:
+            data = bytes(data)
+        fn = compiled.decoders.get(len(data))
+        if fn is None:
+            fn = compiled.decoder_for(len(data))
+        return DecodedFrame(compiled.spec, fn(data))
 
     def encode_frame(self, spec: FrameSpec, state: BatteryState) -> bytes:
-        return self._compiled[(spec.id, spec.extended)].encode(state)
+        return self._compiled[_frame_key(spec.id, spec.extended)].encode(state)
 
     def encode(
         self, state: BatteryState, sender: Sender = "battery"
