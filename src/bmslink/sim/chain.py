@@ -1,0 +1,280 @@
+"""The whole chain, closed: pack + BMS -> battery role -> CAN -> inverter role -> inverter -> pack.
+
+Everything between the BMS and the inverter goes over a real python-can bus
+(the in-process ``virtual`` interface) as encoded frames, so the demo exercises
+exactly the code a real battery or inverter would meet. Time is a ManualClock
+advanced in steps of ``step_s`` simulated seconds. When a step is longer than
+the broadcast period, each step carries one broadcast round (the role does not
+burst to catch up), and the inverter's battery-lost timeout is stretched to at
+least three steps so that coarse steps are not mistaken for a lost link.
+
+Inside a step, the pack, the BMS and the inverter's own voltage regulation run in
+sub-steps of ``physics_dt_s``: a BMS samples its cells about once a second and an
+inverter regulates its charge voltage continuously, whatever the CAN period. What
+crosses the bus (limits, enable flags, alarms) changes only once per step.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import can
+
+from bmslink.clock import ManualClock
+from bmslink.profiles import get_profile
+from bmslink.roles import BatteryRole, InverterRole
+from bmslink.sim.bms import SimBms
+from bmslink.sim.day import DayProfile
+from bmslink.sim.inverter import SimInverter
+from bmslink.sim.pack import Pack
+from bmslink.state import BatteryState
+
+_channel_numbers = itertools.count()
+
+
+@dataclass
+class ChainConfig:
+    """What to simulate; the defaults are a 16S 280 Ah (14.3 kWh) pack on a 6 kW inverter."""
+
+    profile: str = "pylontech"
+    hours: float = 24.0
+    step_s: float = 10.0
+    physics_dt_s: float = 2.0
+    start_soc_pct: float = 40.0
+    start_hour: float = 0.0
+    capacity_ah: float = 280.0
+    pv_peak_w: float = 7000.0
+    base_load_w: float = 350.0
+    cloudiness: float = 0.0
+    inverter_rating_w: float = 6000.0
+    broadcast_period_s: float = 1.0
+    lost_timeout_s: float = 10.0
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.step_s <= 0 or self.hours <= 0 or self.physics_dt_s <= 0:
+            raise ValueError("step_s, physics_dt_s and hours must be positive")
+        if not 0 <= self.start_soc_pct <= 100:
+            raise ValueError(f"start_soc_pct {self.start_soc_pct} outside 0..100")
+
+
+@dataclass
+class Sample:
+    """One instant of the chain, for live views and tests."""
+
+    t_s: float
+    true_soc_pct: float
+    bms_soc_pct: float | None
+    seen_soc_pct: float | None  # what the inverter received over CAN
+    sent: BatteryState | None  # what the battery role was given this step
+    voltage_v: float
+    current_a: float
+    pv_w: float
+    load_w: float
+    temperature_c: float
+    cell_min_v: float
+    cell_max_v: float
+    seen: BatteryState | None
+    limit: str
+    battery_online: bool
+    inverter_online: bool
+    frames_sent: int
+    cutoffs: int
+
+
+@dataclass
+class Summary:
+    """The end-of-run report."""
+
+    profile: str
+    simulated_hours: float
+    step_s: float
+    energy_in_kwh: float
+    energy_out_kwh: float
+    pv_kwh: float
+    load_kwh: float
+    grid_import_kwh: float
+    grid_export_kwh: float
+    true_soc_min_pct: float
+    true_soc_max_pct: float
+    seen_soc_min_pct: float | None
+    seen_soc_max_pct: float | None
+    soc_error_max_pct: float
+    bms_cutoffs: int
+    cutoff_events: list[str]
+    seconds_at_limit: dict[str, float]
+    frames_sent: int
+    frames_received: int
+    decode_errors: int
+    immediate_rounds: int
+    battery_lost_events: int
+    halted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Chain:
+    """Builds and steps the closed loop; ``close()`` releases the virtual buses."""
+
+    def __init__(self, config: ChainConfig | None = None) -> None:
+        self.config = cfg = config or ChainConfig()
+        self.profile = get_profile(cfg.profile)
+        self.clock = ManualClock(cfg.start_hour * 3600.0)
+        self.day = DayProfile(
+            seed=cfg.seed,
+            pv_peak_w=cfg.pv_peak_w,
+            base_load_w=cfg.base_load_w,
+            cloudiness=cfg.cloudiness,
+        )
+        self.pack = Pack.lfp_16s(
+            capacity_ah=cfg.capacity_ah, soc=cfg.start_soc_pct / 100.0, seed=cfg.seed
+        )
+        self.pack.temperature_c = self.day.ambient_c(self.clock.now())
+        self.bms = SimBms(self.pack)
+        self.inverter = SimInverter(rating_w=cfg.inverter_rating_w)
+        channel = f"bmslink-chain-{next(_channel_numbers)}"
+        self._battery_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+        self._inverter_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+        self.battery_role = BatteryRole(
+            self._battery_bus, self.profile, self.clock, period_s=cfg.broadcast_period_s
+        )
+        self.inverter_role = InverterRole(
+            self._inverter_bus,
+            self.profile,
+            self.clock,
+            lost_timeout_s=max(cfg.lost_timeout_s, 3 * cfg.step_s),
+        )
+        #: Fault injection: while False the battery's frames never reach the inverter.
+        self.link_up = True
+        self._current_a = 0.0
+        self._seen: BatteryState | None = None
+        self._true_soc = [self.pack.soc_pct, self.pack.soc_pct]
+        self._seen_soc: list[float] = []
+        self._soc_error_max = 0.0
+        self._pv_w = 0.0
+        self._load_w = 0.0
+
+    # -- stepping ---------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Advance the whole chain by one step of ``config.step_s`` simulated seconds."""
+        step_s = self.config.step_s
+        now = self.clock.now()
+        self.battery_role.update(self.bms.state())
+        if self.link_up:
+            self.battery_role.poll()
+        self.inverter_role.poll()
+        seen = self._seen = self.inverter_role.state()
+        pv, load, ambient = self.day.pv_w(now), self.day.load_w(now), self.day.ambient_c(now)
+        self._pv_w, self._load_w = pv, load
+        substeps = max(1, round(step_s / self.config.physics_dt_s))
+        dt = step_s / substeps
+        pack, bms, inverter = self.pack, self.bms, self.inverter
+        actual = self._current_a
+        for _ in range(substeps):
+            measured_v = pack.voltage(actual)
+            actual = bms.gate(inverter.decide(seen, pv, load, measured_v, dt))
+            pack.apply(actual, dt, ambient)
+            bms.update(actual, dt)
+            inverter.account(actual, measured_v, pv, load, dt)
+        self._current_a = actual
+        self._track(seen)
+        self.clock.advance(step_s)
+
+    def _track(self, seen: BatteryState | None) -> None:
+        true_soc = self.pack.soc_pct
+        lo, hi = self._true_soc
+        self._true_soc = [min(lo, true_soc), max(hi, true_soc)]
+        if seen is not None and seen.soc_pct is not None:
+            self._seen_soc.append(seen.soc_pct)
+            self._soc_error_max = max(self._soc_error_max, abs(seen.soc_pct - true_soc))
+
+    def run(
+        self,
+        on_step: Callable[[Chain], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Summary:
+        """Run for ``config.hours``; ``on_step`` is called after every step (views, pacing)."""
+        steps = round(self.config.hours * 3600.0 / self.config.step_s)
+        for _ in range(steps):
+            self.step()
+            if on_step is not None:
+                on_step(self)
+            if should_stop is not None and should_stop():
+                break
+        return self.summary()
+
+    # -- read-outs --------------------------------------------------------------------------------
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock.now() - self.config.start_hour * 3600.0
+
+    def sample(self) -> Sample:
+        cells = self.pack.cell_voltages(self._current_a)
+        seen = self._seen
+        bms_soc = self.bms.state().soc_pct
+        return Sample(
+            t_s=self.clock.now(),
+            true_soc_pct=self.pack.soc_pct,
+            bms_soc_pct=bms_soc,
+            seen_soc_pct=None if seen is None else seen.soc_pct,
+            sent=self.battery_role.state,
+            voltage_v=sum(cells),
+            current_a=self._current_a,
+            pv_w=self._pv_w,
+            load_w=self._load_w,
+            temperature_c=self.pack.temperature_c,
+            cell_min_v=min(cells),
+            cell_max_v=max(cells),
+            seen=seen,
+            limit=self.inverter.last_limit,
+            battery_online=self.inverter_role.battery_online,
+            inverter_online=self.battery_role.inverter_online,
+            frames_sent=self.battery_role.frames_sent,
+            cutoffs=self.bms.cutoffs,
+        )
+
+    def summary(self) -> Summary:
+        inv = self.inverter
+        lost = sum(1 for e in self.inverter_role.events if e.kind == "battery_lost")
+        halted = [e.detail for e in self.battery_role.events if e.kind == "broadcast_halted"]
+        return Summary(
+            profile=self.profile.name,
+            simulated_hours=round(self.elapsed_s / 3600.0, 4),
+            step_s=self.config.step_s,
+            energy_in_kwh=round(inv.energy_in_kwh, 3),
+            energy_out_kwh=round(inv.energy_out_kwh, 3),
+            pv_kwh=round(inv.pv_kwh, 3),
+            load_kwh=round(inv.load_kwh, 3),
+            grid_import_kwh=round(inv.grid_import_kwh, 3),
+            grid_export_kwh=round(inv.grid_export_kwh, 3),
+            true_soc_min_pct=round(self._true_soc[0], 2),
+            true_soc_max_pct=round(self._true_soc[1], 2),
+            seen_soc_min_pct=min(self._seen_soc) if self._seen_soc else None,
+            seen_soc_max_pct=max(self._seen_soc) if self._seen_soc else None,
+            soc_error_max_pct=round(self._soc_error_max, 2),
+            bms_cutoffs=self.bms.cutoffs,
+            cutoff_events=[f"{kind} ({where})" for kind, where in self.bms.events],
+            seconds_at_limit={k: v for k, v in inv.seconds_at_limit.items() if v > 0},
+            frames_sent=self.battery_role.frames_sent,
+            frames_received=self.inverter_role.frames_received,
+            decode_errors=self.inverter_role.decode_errors,
+            immediate_rounds=self.battery_role.immediate_rounds,
+            battery_lost_events=lost,
+            halted=halted,
+        )
+
+    def close(self) -> None:
+        self._battery_bus.shutdown()
+        self._inverter_bus.shutdown()
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
