@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from bmslink.errors import StateError
@@ -125,11 +126,15 @@ class BatteryState:
 
     def merged(self, updates: dict[str, Any]) -> BatteryState:
         """A copy with the given contract keys replaced (non-contract keys ignored)."""
-        known = {k: v for k, v in updates.items() if k in _FIELD_KINDS}
-        return replace(self, **known)
+        result = BatteryState(*_all_values(self))
+        for key, value in updates.items():
+            if key in _FIELD_KINDS:
+                setattr(result, key, value)
+        return result
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(BatteryState))
+_all_values = attrgetter(*FIELD_NAMES)  # a shallow copy without copy.copy's slow path
 
 # Value kinds per key: float, int, bool, str, list of float, list of alarm name, packs.
 _FLOAT, _INT, _BOOL, _STR, _FLOATS, _ALARMS, _PACKS = range(7)

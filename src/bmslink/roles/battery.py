@@ -105,10 +105,15 @@ class BatteryRole:
         if self.halted_reason is not None:
             self.halted_reason = None
             self._event("broadcast_resumed")
-        self._messages = [
-            can.Message(arbitration_id=spec.id, data=data, is_extended_id=spec.extended)
-            for spec, data in payloads
-        ]
+        if len(self._messages) != len(payloads):
+            self._messages = [
+                can.Message(arbitration_id=spec.id, is_extended_id=spec.extended, dlc=len(data))
+                for spec, data in payloads
+            ]
+        # Immutable payloads: interfaces that copy a message on send (the virtual bus
+        # deep-copies) then share the bytes instead of copying a bytearray per frame.
+        for msg, (_, data) in zip(self._messages, payloads, strict=True):
+            msg.data = data  # type: ignore[assignment]
         if reason is not None:
             self._pending_reason = reason
             self.poll()
