@@ -34,6 +34,9 @@ def demo_command(
     step: float = typer.Option(
         10.0, "--step", min=0.1, max=60.0, help="Simulated seconds per step (one CAN round each)."
     ),
+    physics_dt: float = typer.Option(
+        5.0, "--physics-dt", min=0.1, max=60.0, help="Simulated seconds per physics sub-step."
+    ),
     start_soc: float = typer.Option(
         40.0, "--start-soc", min=0.0, max=100.0, help="True SoC at start, %."
     ),
@@ -51,6 +54,7 @@ def demo_command(
             profile=profile,
             hours=hours,
             step_s=step,
+            physics_dt_s=physics_dt,
             start_soc_pct=start_soc,
             cloudiness=cloudiness,
             seed=seed,

@@ -9,7 +9,7 @@ burst to catch up), and the inverter's battery-lost timeout is stretched to at
 least three steps so that coarse steps are not mistaken for a lost link.
 
 Inside a step, the pack, the BMS and the inverter's own voltage regulation run in
-sub-steps of ``physics_dt_s``: a BMS samples its cells about once a second and an
+sub-steps of ``physics_dt_s`` (default 5 s): a BMS samples its cells often and an
 inverter regulates its charge voltage continuously, whatever the CAN period. What
 crosses the bus (limits, enable flags, alarms) changes only once per step.
 """
@@ -42,7 +42,7 @@ class ChainConfig:
     profile: str = "pylontech"
     hours: float = 24.0
     step_s: float = 10.0
-    physics_dt_s: float = 2.0
+    physics_dt_s: float = 5.0
     start_soc_pct: float = 40.0
     start_hour: float = 0.0
     capacity_ah: float = 280.0

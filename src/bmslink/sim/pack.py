@@ -135,6 +135,7 @@ class Pack:
         "_r1",
         "_r1_eff",
         "_r_total",
+        "_rf_factor",
         "_rf_temp",
         "_soc",
         "_tau",
@@ -178,6 +179,7 @@ class Pack:
         self._ua_w_per_k = ua_w_per_k if ua_w_per_k is not None else n * CELL_UA_W_PER_K
         self._temp_c = float(ambient_c)
         self._rf_temp = math.nan
+        self._rf_factor = 1.0
         self._r0_eff: list[float] = [0.0] * n
         self._r1_eff: list[float] = [0.0] * n
         self._r_total = 0.0
@@ -280,7 +282,7 @@ class Pack:
         if abs(t - self._rf_temp) <= tolerance_k:
             return
         self._rf_temp = t
-        f = resistance_factor(t)
+        f = self._rf_factor = resistance_factor(t)
         self._r0_eff = [r * f + b for r, b in zip(self._r0, self._bus, strict=True)]
         self._r1_eff = [r * f for r in self._r1]
         self._r_total = sum(self._r0_eff) + sum(self._r1_eff)
@@ -294,10 +296,14 @@ class Pack:
             out[i] += current_a * r + v
         if current_a != 0.0:
             charging = current_a > 0.0
-            f = resistance_factor(self._temp_c)
-            for i, s in enumerate(self._soc):
-                if (1.0 - s if charging else s) <= _KNEE_RANGE:
-                    out[i] += current_a * knee_resistance(s, charging, self._knee[i] * f)
+            socs = self._soc
+            # most of the time every cell is on the plateau: one min/max decides that
+            near_end = max(socs) >= 1.0 - _KNEE_RANGE if charging else min(socs) <= _KNEE_RANGE
+            if near_end:
+                f = self._rf_factor
+                for i, s in enumerate(socs):
+                    if (1.0 - s if charging else s) <= _KNEE_RANGE:
+                        out[i] += current_a * knee_resistance(s, charging, self._knee[i] * f)
         self._cached_version = self._version
         self._cached_current = current_a
         self._cached_cells = out
