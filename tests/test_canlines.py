@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bmslink.canlines import CanFrame, parse_line
 from bmslink.errors import DecodeError
@@ -57,3 +59,27 @@ def test_blank_and_comment_lines(line):
 def test_rejected_lines_name_the_problem(line, message):
     with pytest.raises(DecodeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_line(line)
+
+
+@given(st.text(max_size=80))
+def test_any_text_parses_or_raises_decode_error(line):
+    try:
+        frame = parse_line(line)
+    except DecodeError:
+        return
+    if frame is not None:
+        assert 0 <= frame.can_id <= 0x1FFFFFFF and len(frame.data) <= 8
+
+
+@given(st.integers(0, 0x7FF), st.binary(max_size=8))
+def test_every_frame_survives_all_three_forms(can_id, data):
+    hexdata = data.hex().upper()
+    spaced = " ".join(f"{b:02X}" for b in data)
+    forms = [
+        f"(1.5) can0 {can_id:03X}#{hexdata}",
+        f"  can0  {can_id:03X}   [{len(data)}]  {spaced}",
+        f"{can_id:03X}#{hexdata}",
+    ]
+    for form in forms:
+        frame = parse_line(form)
+        assert frame is not None and (frame.can_id, frame.data) == (can_id, data)

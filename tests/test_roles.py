@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bmslink.clock import ManualClock
+from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole, safety_escalation
 from bmslink.state import ALARM_NAMES, BatteryState
@@ -102,7 +103,7 @@ def test_keepalive_makes_inverter_online_and_silence_offline(link):
     clock.advance(10.0)
     battery.poll()
     assert battery.inverter_online is False
-    kinds = [e.kind for e in battery.events]
+    kinds = [e.kind for e in battery.events if e.kind.startswith("inverter")]
     assert kinds == ["inverter_online", "inverter_offline"]
 
 
@@ -270,3 +271,76 @@ def test_escalation_property(old_ccl, new_ccl, old_alarms, new_alarms, old_enabl
     if not (set(new_alarms) - set(old_alarms)) and new_ccl >= old_ccl and new_enable >= old_enable:
         assert not urgent
     assert safety_escalation(old, old) is None
+
+
+# -- stale state and hardware limits ------------------------------------------------------------
+
+
+def test_stale_state_halts_the_broadcast(link):
+    clock, battery, _, sniffer = link
+    battery.update(good_state())
+    for _ in range(10):
+        battery.poll()
+        clock.advance(1.0)
+    assert battery.poll() == 6  # t = 10 s: the state is exactly 10 s old
+    clock.advance(0.5)
+    assert battery.poll() == 0  # over 10 s without an update: silence, not old values
+    assert battery.halted_reason == "state stale: no update for 10.5 s"
+    sniffed(sniffer)
+    clock.advance(5.0)
+    assert battery.poll() == 0 and sniffed(sniffer) == []
+    battery.update(good_state())
+    assert battery.poll() == 6
+    assert [e.kind for e in battery.events][-2:] == ["broadcast_halted", "broadcast_resumed"]
+
+
+HARDWARE = HardwareLimits.for_cells(16, max_charge_current_a=100.0, max_discharge_current_a=120.0)
+
+
+@given(
+    ccl=st.floats(0, 3276.7),
+    dcl=st.floats(0, 3276.7),
+    cvl=st.floats(0.1, 6553.5),
+    dvl=st.floats(0, 6553.5),
+)
+def test_outgoing_limits_never_exceed_the_hardware(ccl, dcl, cvl, dvl):
+    channel = f"test-roles-{next(_channels)}"
+    tx = can.Bus(interface="virtual", channel=channel)
+    rx = can.Bus(interface="virtual", channel=channel)
+    try:
+        role = BatteryRole(tx, PYLON, ManualClock(), hardware=HARDWARE)
+        role.update(
+            good_state(
+                charge_current_a=ccl,
+                discharge_current_a=dcl,
+                charge_voltage_v=cvl,
+                discharge_voltage_v=dvl,
+            )
+        )
+        role.poll()
+        limits = next(m for m in sniffed(rx) if m.arbitration_id == 0x351)
+        sent = PYLON.decode(0x351, limits.data).fields
+        assert sent["charge_current_a"] <= HARDWARE.max_charge_current_a
+        assert sent["discharge_current_a"] <= HARDWARE.max_discharge_current_a
+        assert sent["charge_voltage_v"] <= HARDWARE.max_charge_voltage_v
+        assert sent["discharge_voltage_v"] >= HARDWARE.min_discharge_voltage_v
+        assert sent["charge_current_a"] == pytest.approx(min(ccl, 100.0), abs=0.05)
+    finally:
+        tx.shutdown()
+        rx.shutdown()
+
+
+def test_cvl_zero_is_never_sent(link):
+    _, battery, _, sniffer = link
+    battery.hardware = HARDWARE
+    battery.update(good_state(charge_voltage_v=0.0))
+    assert battery.poll() == 0 and sniffed(sniffer) == []
+    assert battery.halted_reason == "charge_voltage_v 0 V is never sent"
+
+
+def test_hardware_limits_validate_their_own_configuration():
+    with pytest.raises(ValueError, match="max_charge_current_a must be positive"):
+        HardwareLimits(0.0, 10.0, 55.0, 44.0)
+    with pytest.raises(ValueError, match="must be below max_charge_voltage_v"):
+        HardwareLimits(10.0, 10.0, 44.0, 48.0)
+    assert HARDWARE.max_charge_voltage_v == 56.8 and HARDWARE.min_discharge_voltage_v == 44.8

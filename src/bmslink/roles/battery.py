@@ -6,6 +6,9 @@ limit cut by more than 10 %) is put on the wire at once instead of waiting for
 the next periodic round. If any frame of a state cannot be encoded (a missing
 limit, a value out of range), nothing is broadcast for that state: the inverter
 then sees the battery go silent, which is safe, rather than a partial picture.
+The same happens when no new state arrives for ``stale_after_s``: the role never
+keeps repeating old values. With ``hardware`` set, every outgoing limit is first
+clamped to the configured ratings.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import can
 
 from bmslink.clock import Clock
 from bmslink.errors import EncodeError
+from bmslink.limits import HardwareLimits, LimitError
 from bmslink.profiles.base import Profile
 from bmslink.roles.common import RoleEvent, Sleep, drain, run_polling
 from bmslink.state import BatteryState
@@ -62,6 +66,8 @@ class BatteryRole:
         inverter_timeout_s: float = 10.0,
         min_gap_s: float = 0.05,
         identity: Mapping[str, str] | None = None,
+        stale_after_s: float = 10.0,
+        hardware: HardwareLimits | None = None,
     ) -> None:
         self.bus = bus
         self.profile = profile
@@ -70,6 +76,10 @@ class BatteryRole:
         self.inverter_timeout_s = inverter_timeout_s
         self.min_gap_s = min_gap_s
         self.identity = dict(profile.identity if identity is None else identity)
+        self.stale_after_s = stale_after_s
+        self.hardware = hardware
+        self._last_update = float("-inf")
+        self.clamped_updates = 0
         self._specs = profile.frames_from("battery")
         self._keepalive_ids = {(s.id, s.extended) for s in profile.frames_from("inverter")}
         self.state: BatteryState | None = None
@@ -90,18 +100,20 @@ class BatteryRole:
 
     def update(self, state: BatteryState) -> None:
         """Take a new state; a safety escalation goes out at once (rate-limited by min_gap_s)."""
+        self._last_update = self.clock.now()
         if self.identity:
             state = state.merged(self.identity)
+        try:
+            if self.hardware is not None:
+                state, clamped = self.hardware.clamp(state)
+                self.clamped_updates += bool(clamped)
+            payloads = [(spec, self.profile.encode_frame(spec, state)) for spec in self._specs]
+        except (EncodeError, LimitError) as exc:
+            self.state = state
+            self._halt(str(exc))
+            return
         reason = safety_escalation(self.state, state)
         self.state = state
-        try:
-            payloads = [(spec, self.profile.encode_frame(spec, state)) for spec in self._specs]
-        except EncodeError as exc:
-            self._messages = []
-            if self.halted_reason != str(exc):
-                self.halted_reason = str(exc)
-                self._event("broadcast_halted", str(exc))
-            return
         if self.halted_reason is not None:
             self.halted_reason = None
             self._event("broadcast_resumed")
@@ -125,6 +137,8 @@ class BatteryRole:
         now = self.clock.now()
         self._read(now)
         self._check_inverter(now)
+        if self._messages and now - self._last_update > self.stale_after_s:
+            self._halt(f"state stale: no update for {now - self._last_update:.1f} s")
         if not self._messages:
             return 0
         if now >= self._next_due:
@@ -140,6 +154,14 @@ class BatteryRole:
             self.immediate_rounds += 1
             return self._send_round(now)
         return 0
+
+    def _halt(self, reason: str) -> None:
+        """Stop broadcasting: the inverter sees the battery go silent, which is safe."""
+        self._messages = []
+        self._pending_reason = None
+        if self.halted_reason != reason:
+            self.halted_reason = reason
+            self._event("broadcast_halted", reason)
 
     def _send_round(self, now: float) -> int:
         for msg in self._messages:

@@ -24,6 +24,7 @@ from typing import Any
 import can
 
 from bmslink.clock import ManualClock
+from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole
 from bmslink.sim.bms import SimBms
@@ -139,8 +140,16 @@ class Chain:
         channel = f"bmslink-chain-{next(_channel_numbers)}"
         self._battery_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
         self._inverter_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+        bms = self.bms.settings
         self.battery_role = BatteryRole(
-            self._battery_bus, self.profile, self.clock, period_s=cfg.broadcast_period_s
+            self._battery_bus,
+            self.profile,
+            self.clock,
+            period_s=cfg.broadcast_period_s,
+            stale_after_s=max(10.0, 3 * cfg.step_s),
+            hardware=HardwareLimits.for_cells(
+                self.pack.n_cells, bms.max_charge_current_a, bms.max_discharge_current_a
+            ),
         )
         self.inverter_role = InverterRole(
             self._inverter_bus,

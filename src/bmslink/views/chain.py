@@ -64,7 +64,7 @@ def live_panel(chain: Chain, s: Sample, soc_history: list[float], wall_s: float)
         f"true [bold]{s.true_soc_pct:5.1f} %[/]   BMS {_fmt(s.bms_soc_pct, '%')}   "
         f"inverter sees [bold]{_fmt(s.seen_soc_pct, '%', 0)}[/]",
     )
-    grid.add_row("SoC today", sparkline(soc_history) or "…")
+    grid.add_row("SoC (½ h)", sparkline(soc_history[-96:]) or "…")
     grid.add_row("pack", f"{s.voltage_v:6.2f} V  {s.current_a:+7.1f} A  ({direction})")
     grid.add_row(
         "cells",
@@ -87,10 +87,12 @@ def live_panel(chain: Chain, s: Sample, soc_history: list[float], wall_s: float)
         alarms = ", ".join(seen.alarms or []) or "[green]none[/]"
         warnings = ", ".join(seen.warnings or []) or "[green]none[/]"
         grid.add_row("alarms", f"{alarms}   warnings: {warnings}")
+    grid_w = s.load_w + s.voltage_v * s.current_a - s.pv_w
+    flow = "import" if grid_w > 0 else "export"
     grid.add_row(
         "power",
         f"PV {s.pv_w / 1000:4.1f} kW  load {s.load_w / 1000:4.1f} kW  "
-        f"inverter limited by [bold]{s.limit}[/]",
+        f"grid {flow} {abs(grid_w) / 1000:4.1f} kW  inverter limited by [bold]{s.limit}[/]",
     )
     rate = s.frames_sent / wall_s if wall_s > 0 else 0.0
     grid.add_row(

@@ -1,0 +1,81 @@
+"""Hardware limits: the last clamp on every limit that leaves bmslink.
+
+Whatever a BMS or a controller asks for, the current into the battery must never
+exceed what the cells, cables, fuses and inverter are rated for. A charge voltage
+limit of 0 is refused outright: Victron treats CVL = 0 as over-voltage and
+discharges at full power.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bmslink.errors import BmslinkError
+from bmslink.state import BatteryState
+
+
+class LimitError(BmslinkError, ValueError):
+    """A limit that must never be sent (CVL of 0 or below)."""
+
+
+@dataclass(frozen=True)
+class HardwareLimits:
+    """Configured ratings; outgoing CCL/DCL/CVL never exceed them, DVL never falls below."""
+
+    max_charge_current_a: float
+    max_discharge_current_a: float
+    max_charge_voltage_v: float
+    min_discharge_voltage_v: float
+
+    def __post_init__(self) -> None:
+        for name in ("max_charge_current_a", "max_discharge_current_a", "max_charge_voltage_v"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.min_discharge_voltage_v < self.max_charge_voltage_v:
+            raise ValueError(
+                f"min_discharge_voltage_v {self.min_discharge_voltage_v} must be below "
+                f"max_charge_voltage_v {self.max_charge_voltage_v}"
+            )
+
+    @classmethod
+    def for_cells(
+        cls,
+        cells: int,
+        max_charge_current_a: float,
+        max_discharge_current_a: float,
+        max_cell_v: float = 3.55,
+        min_cell_v: float = 2.80,
+    ) -> HardwareLimits:
+        """Voltage limits from per-cell values (LFP defaults: 3.55 V / 2.80 V)."""
+        return cls(
+            max_charge_current_a=max_charge_current_a,
+            max_discharge_current_a=max_discharge_current_a,
+            max_charge_voltage_v=round(max_cell_v * cells, 3),
+            min_discharge_voltage_v=round(min_cell_v * cells, 3),
+        )
+
+    def clamp(self, state: BatteryState) -> tuple[BatteryState, list[str]]:
+        """A copy with the limits clamped, and the keys that were changed.
+
+        Absent limits stay absent (the encoder then refuses the frame); a CVL of
+        0 or below raises LimitError instead of being "clamped" into something.
+        """
+        changes: dict[str, float] = {}
+        cvl = state.charge_voltage_v
+        if cvl is not None:
+            if cvl <= 0:
+                raise LimitError(f"charge_voltage_v {cvl:g} V is never sent")
+            if cvl > self.max_charge_voltage_v:
+                changes["charge_voltage_v"] = self.max_charge_voltage_v
+        ccl = state.charge_current_a
+        if ccl is not None and ccl > self.max_charge_current_a:
+            changes["charge_current_a"] = self.max_charge_current_a
+        dcl = state.discharge_current_a
+        if dcl is not None and dcl > self.max_discharge_current_a:
+            changes["discharge_current_a"] = self.max_discharge_current_a
+        dvl = state.discharge_voltage_v
+        if dvl is not None and dvl < self.min_discharge_voltage_v:
+            changes["discharge_voltage_v"] = self.min_discharge_voltage_v
+        if not changes:
+            return state, []
+        return state.merged(changes), sorted(changes)
