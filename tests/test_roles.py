@@ -344,3 +344,13 @@ def test_hardware_limits_validate_their_own_configuration():
     with pytest.raises(ValueError, match="must be below max_charge_voltage_v"):
         HardwareLimits(10.0, 10.0, 44.0, 48.0)
     assert HARDWARE.max_charge_voltage_v == 56.8 and HARDWARE.min_discharge_voltage_v == 44.8
+
+
+def test_inverter_state_lists_are_the_callers_own(link):
+    _, battery, inverter, _ = link
+    battery.update(good_state(alarms=["high_voltage"]))
+    battery.poll()
+    inverter.poll()
+    first = inverter.state()
+    first.alarms.append("general")
+    assert inverter.state().alarms == ["high_voltage"]

@@ -101,7 +101,11 @@ class InverterRole:
         for seen, fields in self._latest.values():
             if now - seen <= self.lost_timeout_s:
                 values.update(fields)
-        return BatteryState(**{k: v for k, v in values.items() if k in STATE_KEYS})
+        # fresh lists: a consumer editing its alarms must not change what we hold
+        fresh: dict[str, Any] = {
+            k: list(v) if isinstance(v, list) else v for k, v in values.items() if k in STATE_KEYS
+        }
+        return BatteryState(**fresh)
 
     async def run(
         self, stop: asyncio.Event | None = None, tick_s: float = 0.02, sleep: Sleep = asyncio.sleep

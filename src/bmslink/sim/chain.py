@@ -162,7 +162,7 @@ class Chain:
         self._current_a = 0.0
         self._seen: BatteryState | None = None
         self._true_soc = [self.pack.soc_pct, self.pack.soc_pct]
-        self._seen_soc: list[float] = []
+        self._seen_soc: list[float] = []  # [min, max] once anything was seen
         self._soc_error_max = 0.0
         self._pv_w = 0.0
         self._load_w = 0.0
@@ -199,7 +199,9 @@ class Chain:
         lo, hi = self._true_soc
         self._true_soc = [min(lo, true_soc), max(hi, true_soc)]
         if seen is not None and seen.soc_pct is not None:
-            self._seen_soc.append(seen.soc_pct)
+            soc = seen.soc_pct
+            lo_hi = self._seen_soc
+            self._seen_soc = [min(lo_hi[0], soc), max(lo_hi[1], soc)] if lo_hi else [soc, soc]
             self._soc_error_max = max(self._soc_error_max, abs(seen.soc_pct - true_soc))
 
     def run(
@@ -264,8 +266,8 @@ class Chain:
             grid_export_kwh=round(inv.grid_export_kwh, 3),
             true_soc_min_pct=round(self._true_soc[0], 2),
             true_soc_max_pct=round(self._true_soc[1], 2),
-            seen_soc_min_pct=min(self._seen_soc) if self._seen_soc else None,
-            seen_soc_max_pct=max(self._seen_soc) if self._seen_soc else None,
+            seen_soc_min_pct=self._seen_soc[0] if self._seen_soc else None,
+            seen_soc_max_pct=self._seen_soc[1] if self._seen_soc else None,
             soc_error_max_pct=round(self._soc_error_max, 2),
             bms_cutoffs=self.bms.cutoffs,
             cutoff_events=[f"{kind} ({where})" for kind, where in self.bms.events],

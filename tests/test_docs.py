@@ -1,0 +1,34 @@
+"""Docs stay true: every profile and frame the code knows is documented."""
+
+from pathlib import Path
+
+import pytest
+
+from bmslink.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOLS = (ROOT / "docs" / "protocols.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_has_a_section_and_a_readme_row(name):
+    assert f"## `{name}`" in PROTOCOLS
+    assert f"| `{name}`" in README
+
+
+@pytest.mark.parametrize(
+    ("name", "frame"),
+    [(name, spec.label) for name, profile in sorted(PROFILES.items()) for spec in profile.frames],
+)
+def test_every_frame_is_in_the_protocol_table(name, frame):
+    section = PROTOCOLS.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+    assert f"| {frame} |" in section
+
+
+def test_readme_starts_with_the_two_commands():
+    first_lines = README.splitlines()[:6]
+    assert any(line.startswith("make demo") for line in first_lines)
+    assert any(line.startswith("make test") for line in first_lines)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.rstrip().endswith("make test")
