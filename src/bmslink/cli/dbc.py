@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from bmslink.cli.common import fail, profile_or_exit
-from bmslink.dbc import dbc_text
 
 
 def dbc_command(
@@ -15,6 +14,8 @@ def dbc_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here, not stdout."),
 ) -> None:
     """Print the profile as a DBC database (SavvyCAN, cantools, CANdb++ read it)."""
+    from bmslink.dbc import dbc_text  # cantools is slow to import: only this command needs it
+
     text = dbc_text(profile_or_exit(name))
     if output is None:
         typer.echo(text, nl=False)

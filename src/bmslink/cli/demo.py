@@ -16,8 +16,6 @@ from rich.console import Console
 from rich.live import Live
 
 from bmslink.cli.common import fail, profile_or_exit
-from bmslink.sim.chain import Chain, ChainConfig
-from bmslink.views.chain import live_panel, progress_line, summary_lines, summary_panel
 
 REFRESH_S = 0.125
 
@@ -48,6 +46,10 @@ def demo_command(
     ),
 ) -> None:
     """Run the closed loop: sim pack + BMS -> battery role -> CAN -> inverter role -> inverter."""
+    # python-can and the simulator load only for this command, not for every bmslink call
+    from bmslink.sim.chain import Chain, ChainConfig
+    from bmslink.views.chain import live_panel, progress_line, summary_lines, summary_panel
+
     profile_or_exit(profile)
     try:
         config = ChainConfig(
