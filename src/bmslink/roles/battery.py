@@ -14,6 +14,7 @@ clamped to the configured ratings.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping
 
 import can
@@ -22,7 +23,7 @@ from bmslink.clock import Clock
 from bmslink.errors import EncodeError
 from bmslink.limits import HardwareLimits, LimitError
 from bmslink.profiles.base import Profile
-from bmslink.roles.common import RoleEvent, Sleep, drain, run_polling
+from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
 from bmslink.state import BatteryState
 
 #: Relative cut of CVL/CCL/DCL (or rise of DVL) that triggers an immediate round.
@@ -90,7 +91,7 @@ class BatteryRole:
         self._last_keepalive: float | None = None
         self._inverter_online = False
         self.halted_reason: str | None = None
-        self.events: list[RoleEvent] = []
+        self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_sent = 0
         self.rounds = 0
         self.immediate_rounds = 0

@@ -9,6 +9,9 @@ from typing import Protocol
 
 import can
 
+#: Events kept per role: a gateway runs for months, its history must not grow forever.
+EVENT_HISTORY = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class RoleEvent:

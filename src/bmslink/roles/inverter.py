@@ -9,6 +9,7 @@ and :meth:`InverterRole.state` returns None.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import can
@@ -16,7 +17,7 @@ import can
 from bmslink.clock import Clock
 from bmslink.errors import DecodeError
 from bmslink.profiles.base import Profile
-from bmslink.roles.common import RoleEvent, Sleep, drain, run_polling
+from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
 from bmslink.state import STATE_KEYS, BatteryState
 
 
@@ -50,7 +51,7 @@ class InverterRole:
         self._last_frame: float | None = None
         self._online = False
         self._next_keepalive = float("-inf")
-        self.events: list[RoleEvent] = []
+        self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_received = 0
         self.decode_errors = 0
         self.last_error: str | None = None
