@@ -152,7 +152,39 @@ def test_every_alarm_name_reaches_the_wire():
             assert decoded[target], f"{target}: {name} was lost"
 
 
-# -- encoding refuses rather than guessing ---------------------------------------------------------
+# -- encoding rounds limits toward safety and refuses rather than guessing --------------------------
+
+
+def test_limits_round_toward_safety_measurements_to_nearest():
+    state = BatteryState(
+        charge_voltage_v=55.29,
+        charge_current_a=99.96,
+        discharge_current_a=120.05,
+        discharge_voltage_v=46.41,
+        voltage_v=53.126,
+        current_a=-12.34,
+        temperature_c=21.25,
+    )
+    limits = PYLON.decode(0x351, PYLON.encode_frame(PYLON.spec(0x351), state)).fields
+    assert limits == {
+        "charge_voltage_v": 55.2,
+        "charge_current_a": 99.9,
+        "discharge_current_a": 120.0,
+        "discharge_voltage_v": 46.5,
+    }
+    measured = PYLON.decode(0x356, PYLON.encode_frame(PYLON.spec(0x356), state)).fields
+    assert measured == {"voltage_v": 53.13, "current_a": -12.3, "temperature_c": 21.2}
+
+
+def test_exact_limits_survive_float_error():
+    # 53.2 * 10 is 531.9999999999999 in binary floating point: it must still go out as 532
+    state = BatteryState(
+        charge_voltage_v=53.2,
+        charge_current_a=0.3,
+        discharge_current_a=0.7,
+        discharge_voltage_v=46.0,
+    )
+    assert PYLON.encode_frame(PYLON.spec(0x351), state) == bytes.fromhex("1402 0300 0700 CC01")
 
 
 def test_missing_limit_is_an_encode_error():
@@ -220,7 +252,12 @@ def test_round_trip_within_resolution(name):
             for f in spec.fields:
                 if isinstance(f, Num):
                     want = getattr(state, f.key)
-                    assert abs(got[f.key] - want) <= f.scale / 2 + 1e-9, f.key
+                    if f.rounding == "down":  # limits never leave above what was allowed
+                        assert want - f.scale - 1e-9 < got[f.key] <= want + 1e-9, f.key
+                    elif f.rounding == "up":
+                        assert want - 1e-9 <= got[f.key] < want + f.scale + 1e-9, f.key
+                    else:
+                        assert abs(got[f.key] - want) <= f.scale / 2 + 1e-9, f.key
                 elif isinstance(f, Flag):
                     if f.write:
                         assert got[f.into or f.key] == getattr(state, f.into or f.key)

@@ -295,6 +295,13 @@ def test_stale_state_halts_the_broadcast(link):
 
 
 HARDWARE = HardwareLimits.for_cells(16, max_charge_current_a=100.0, max_discharge_current_a=120.0)
+# maxima off the 0.1 A / 0.1 V grid: rounding must not push a limit over them
+ODD_HARDWARE = HardwareLimits(
+    max_charge_current_a=99.96,
+    max_discharge_current_a=119.93,
+    max_charge_voltage_v=56.77,
+    min_discharge_voltage_v=44.83,
+)
 
 
 @given(
@@ -308,7 +315,7 @@ def test_outgoing_limits_never_exceed_the_hardware(ccl, dcl, cvl, dvl):
     tx = can.Bus(interface="virtual", channel=channel)
     rx = can.Bus(interface="virtual", channel=channel)
     try:
-        role = BatteryRole(tx, PYLON, ManualClock(), hardware=HARDWARE)
+        role = BatteryRole(tx, PYLON, ManualClock(), hardware=ODD_HARDWARE)
         role.update(
             good_state(
                 charge_current_a=ccl,
@@ -320,11 +327,13 @@ def test_outgoing_limits_never_exceed_the_hardware(ccl, dcl, cvl, dvl):
         role.poll()
         limits = next(m for m in sniffed(rx) if m.arbitration_id == 0x351)
         sent = PYLON.decode(0x351, limits.data).fields
-        assert sent["charge_current_a"] <= HARDWARE.max_charge_current_a
-        assert sent["discharge_current_a"] <= HARDWARE.max_discharge_current_a
-        assert sent["charge_voltage_v"] <= HARDWARE.max_charge_voltage_v
-        assert sent["discharge_voltage_v"] >= HARDWARE.min_discharge_voltage_v
-        assert sent["charge_current_a"] == pytest.approx(min(ccl, 100.0), abs=0.05)
+        hw = ODD_HARDWARE
+        assert sent["charge_current_a"] <= min(ccl, hw.max_charge_current_a) + 1e-9
+        assert sent["discharge_current_a"] <= min(dcl, hw.max_discharge_current_a) + 1e-9
+        assert sent["charge_voltage_v"] <= min(cvl, hw.max_charge_voltage_v) + 1e-9
+        assert sent["discharge_voltage_v"] >= max(dvl, hw.min_discharge_voltage_v) - 1e-9
+        # and only by the wire's resolution: nothing is cut more than one 0.1 A step
+        assert sent["charge_current_a"] > min(ccl, hw.max_charge_current_a) - 0.1 - 1e-9
     finally:
         tx.shutdown()
         rx.shutdown()

@@ -16,6 +16,7 @@ unrepresentable value rather than sending something plausible.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class Num:
     magnitude: bool = False  # decode |raw|; encode a non-negative value (e.g. DCL sent negative)
     non_negative: bool = False  # a negative value on the wire is a decode error
     integer: bool = False  # the state value is an int (module counts, cycles)
+    #: Encoding: "nearest" for measurements; limits round toward safety, "down" for
+    #: CVL/CCL/DCL and "up" for DVL, so a limit never leaves above what was allowed.
+    rounding: Literal["nearest", "down", "up"] = "nearest"
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -372,7 +376,12 @@ class CompiledFrame:
         """Generate ``encode(state)`` from the table: checks, one struct.pack, then bits."""
         spec = self.spec
         where = f"{spec.label} {spec.name}"
-        env: dict[str, Any] = {"EncodeError": EncodeError, "_text": _encode_text}
+        env: dict[str, Any] = {
+            "EncodeError": EncodeError,
+            "_text": _encode_text,
+            "floor": math.floor,
+            "ceil": math.ceil,
+        }
         lines = ["def encode(state):"]
 
         def require(var: str, key: str) -> str:
@@ -397,7 +406,13 @@ class CompiledFrame:
                 scaled = f"{base} * {round(inverse)}" if round(inverse) != 1 else base
             else:
                 scaled = f"{base} / {f.scale!r}"
-            lines.append(f"    {var} = round({scaled})")
+            # 1e-6 of a step absorbs float error: 53.2 * 10 is 531.9999999999999
+            if f.rounding == "down":
+                lines.append(f"    {var} = floor({scaled} + 1e-6)")
+            elif f.rounding == "up":
+                lines.append(f"    {var} = ceil({scaled} - 1e-6)")
+            else:
+                lines.append(f"    {var} = round({scaled})")
             lo = round(f.raw_min * f.scale + f.offset, f.decimals)
             hi = round(f.raw_max * f.scale + f.offset, f.decimals)
             message = f"{where}: {f.key}={{}} outside {lo:g}..{hi:g} {f.unit}".rstrip()

@@ -11,6 +11,7 @@ Choices where sources disagree (shared/reference/inverter-protocols.md §1):
   negative. The decoder takes the magnitude, the encoder writes it positive.
 - 0x351 is 6 bytes in the 2016 document (no DVL) and 8 everywhere since: 6 is
   accepted, 8 is sent. 0x359 is 7 bytes, 8 accepted; 0x355 4, up to 8 accepted.
+- Limits round toward safety when encoded: CVL, CCL and DCL down, DVL up.
 - Alarms a Pylontech frame has no bit for go to the nearest bit so that none is
   lost: charge-temperature alarms to the temperature bits, short circuit to
   discharge over-current, contactor/general/imbalance to "system error".
@@ -54,10 +55,28 @@ LIMITS = FrameSpec(
     min_length=6,
     sender="battery",
     fields=(
-        Num("charge_voltage_v", 0, 2, scale=0.1, unit="V", non_negative=True, doc="CVL"),
-        Num("charge_current_a", 2, 2, signed=True, scale=0.1, unit="A", non_negative=True),
-        Num("discharge_current_a", 4, 2, signed=True, scale=0.1, unit="A", magnitude=True),
-        Num("discharge_voltage_v", 6, 2, scale=0.1, unit="V", doc="DVL, absent in 2016 doc"),
+        Num("charge_voltage_v", 0, 2, scale=0.1, unit="V", non_negative=True, rounding="down"),
+        Num(
+            "charge_current_a",
+            2,
+            2,
+            signed=True,
+            scale=0.1,
+            unit="A",
+            non_negative=True,
+            rounding="down",
+        ),
+        Num(
+            "discharge_current_a",
+            4,
+            2,
+            signed=True,
+            scale=0.1,
+            unit="A",
+            magnitude=True,
+            rounding="down",
+        ),
+        Num("discharge_voltage_v", 6, 2, scale=0.1, unit="V", rounding="up", doc="absent in 2016"),
     ),
     doc="Charge voltage limit, charge/discharge current limits, discharge voltage limit.",
 )
