@@ -25,6 +25,7 @@ def test_a_day_moves_energy_both_ways_without_cutoffs(sunny_day):
     assert summary.energy_in_kwh > 5 and summary.energy_out_kwh > 5
     assert summary.bms_cutoffs == 0
     assert summary.decode_errors == 0 and summary.battery_lost_events == 0
+    assert summary.broadcast_halts == 0 and summary.last_halt_reason is None
     assert summary.frames_sent == summary.frames_received == 6 * 24 * 360
 
 
@@ -77,6 +78,7 @@ def test_lost_link_stops_the_inverter_and_recovers():
             "battery_lost",
             "battery_online",
         ]
+        assert chain.summary().battery_lost_events == 1
 
 
 def test_same_seed_same_day():

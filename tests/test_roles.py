@@ -363,3 +363,20 @@ def test_inverter_state_lists_are_the_callers_own(link):
     first = inverter.state()
     first.alarms.append("general")
     assert inverter.state().alarms == ["high_voltage"]
+
+
+def test_counts_survive_a_bounded_event_history(link):
+    """Summaries count halts and losses; they must not depend on the capped event log."""
+    clock, battery, inverter, _ = link
+    battery.events = type(battery.events)(maxlen=2)
+    inverter.events = type(inverter.events)(maxlen=2)
+    for _ in range(5):
+        battery.update(good_state(charge_current_a=None))  # halt
+        battery.update(good_state())  # resume
+        battery.poll()
+        inverter.poll()
+        clock.advance(11.0)
+        inverter.poll()  # battery lost
+    assert battery.halts == 5 and inverter.battery_lost_count == 5
+    assert battery.last_halt_reason == "0x351 limits: charge_current_a is missing"
+    assert battery.halted_reason is None

@@ -91,6 +91,8 @@ class BatteryRole:
         self._last_keepalive: float | None = None
         self._inverter_online = False
         self.halted_reason: str | None = None
+        self.halts = 0  # counted here: the event history is bounded
+        self.last_halt_reason: str | None = None  # kept after the broadcast resumes
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_sent = 0
         self.rounds = 0
@@ -162,6 +164,8 @@ class BatteryRole:
         self._pending_reason = None
         if self.halted_reason != reason:
             self.halted_reason = reason
+            self.halts += 1
+            self.last_halt_reason = reason
             self._event("broadcast_halted", reason)
 
     def _send_round(self, now: float) -> int:

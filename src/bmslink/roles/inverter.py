@@ -50,6 +50,7 @@ class InverterRole:
         self._latest: dict[tuple[int, bool], tuple[float, dict[str, Any]]] = {}
         self._last_frame: float | None = None
         self._online = False
+        self.battery_lost_count = 0  # counted here: the event history is bounded
         self._next_keepalive = float("-inf")
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_received = 0
@@ -85,6 +86,7 @@ class InverterRole:
         online = self._last_frame is not None and now - self._last_frame <= self.lost_timeout_s
         if online != self._online:
             self._online = online
+            self.battery_lost_count += not online
             self.events.append(RoleEvent(now, "battery_online" if online else "battery_lost"))
 
     @property

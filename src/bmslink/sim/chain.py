@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import can
@@ -112,7 +112,8 @@ class Summary:
     decode_errors: int
     immediate_rounds: int
     battery_lost_events: int
-    halted: list[str] = field(default_factory=list)
+    broadcast_halts: int
+    last_halt_reason: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,19 +205,13 @@ class Chain:
             self._seen_soc = [min(lo_hi[0], soc), max(lo_hi[1], soc)] if lo_hi else [soc, soc]
             self._soc_error_max = max(self._soc_error_max, abs(seen.soc_pct - true_soc))
 
-    def run(
-        self,
-        on_step: Callable[[Chain], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Summary:
+    def run(self, on_step: Callable[[Chain], None] | None = None) -> Summary:
         """Run for ``config.hours``; ``on_step`` is called after every step (views, pacing)."""
         steps = round(self.config.hours * 3600.0 / self.config.step_s)
         for _ in range(steps):
             self.step()
             if on_step is not None:
                 on_step(self)
-            if should_stop is not None and should_stop():
-                break
         return self.summary()
 
     # -- read-outs --------------------------------------------------------------------------------
@@ -228,11 +223,10 @@ class Chain:
     def sample(self) -> Sample:
         cells = self.pack.cell_voltages(self._current_a)
         seen = self._seen
-        bms_soc = self.bms.state().soc_pct
         return Sample(
             t_s=self.clock.now(),
             true_soc_pct=self.pack.soc_pct,
-            bms_soc_pct=bms_soc,
+            bms_soc_pct=self.bms.soc_pct,
             seen_soc_pct=None if seen is None else seen.soc_pct,
             sent=self.battery_role.state,
             voltage_v=sum(cells),
@@ -252,8 +246,6 @@ class Chain:
 
     def summary(self) -> Summary:
         inv = self.inverter
-        lost = sum(1 for e in self.inverter_role.events if e.kind == "battery_lost")
-        halted = [e.detail for e in self.battery_role.events if e.kind == "broadcast_halted"]
         return Summary(
             profile=self.profile.name,
             simulated_hours=round(self.elapsed_s / 3600.0, 4),
@@ -276,8 +268,9 @@ class Chain:
             frames_received=self.inverter_role.frames_received,
             decode_errors=self.inverter_role.decode_errors,
             immediate_rounds=self.battery_role.immediate_rounds,
-            battery_lost_events=lost,
-            halted=halted,
+            battery_lost_events=self.inverter_role.battery_lost_count,
+            broadcast_halts=self.battery_role.halts,
+            last_halt_reason=self.battery_role.last_halt_reason,
         )
 
     def close(self) -> None:

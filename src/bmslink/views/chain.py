@@ -140,8 +140,10 @@ def summary_lines(summary: Summary) -> list[str]:
         f"decoded, {summary.decode_errors} decode errors, {summary.immediate_rounds} immediate "
         f"safety rounds, battery lost {summary.battery_lost_events}×",
     ]
-    if summary.halted:
-        lines.append(f"broadcast halted   {'; '.join(summary.halted)}")
+    if summary.broadcast_halts:
+        lines.append(
+            f"broadcast halted   {summary.broadcast_halts}×, last: {summary.last_halt_reason}"
+        )
     return lines
 
 
