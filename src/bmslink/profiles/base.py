@@ -219,15 +219,22 @@ def _struct_format(nums: Iterable[Num], length: int, order: ByteOrder) -> str:
     return ("<" if order == "little" else ">") + "".join(parts)
 
 
-def _value_expr(f: Num, var: str) -> str:
-    """Python source turning raw integer ``var`` into the field's physical value.
+def _integer_divisor(scale: float) -> int | None:
+    """10 for a scale of 0.1, 1 for 1.0; None when 1/scale is not a whole number.
 
-    A decimal scale is applied by dividing by an exact integer: 4866 / 100 is the
-    double nearest 48.66, where 4866 * 0.01 would give 48.660000000000004.
+    Dividing by an exact integer gives the double nearest the decimal value:
+    4866 / 100 is 48.66, where 4866 * 0.01 would be 48.660000000000004.
     """
-    inverse = 1.0 / f.scale
-    if abs(inverse - round(inverse)) < 1e-9 and round(inverse) >= 1:
-        expr = var if round(inverse) == 1 else f"{var} / {round(inverse)}"
+    inverse = 1.0 / scale
+    whole = round(inverse)
+    return whole if whole >= 1 and abs(inverse - whole) < 1e-9 else None
+
+
+def _value_expr(f: Num, var: str) -> str:
+    """Python source turning raw integer ``var`` into the field's physical value."""
+    divisor = _integer_divisor(f.scale)
+    if divisor is not None:
+        expr = var if divisor == 1 else f"{var} / {divisor}"
     else:
         expr = f"round({var} * {f.scale!r}, {f.decimals})"
     if f.offset:
@@ -363,9 +370,6 @@ class CompiledFrame:
         fn: Callable[[bytes], dict[str, Any]] = env["decode"]
         return fn
 
-    def decode(self, data: bytes) -> dict[str, Any]:
-        return self.decoder_for(len(data))(data)
-
     def encode(self, state: BatteryState) -> bytes:
         fn = self._encoder
         if fn is None:
@@ -394,16 +398,14 @@ class CompiledFrame:
                 raise ValueError(f"{where}: {f.key} is not a BatteryState key")
             var = f"r{i}"
             lines.append(f"    v = state.{f.key}")
-            lines.append(
-                f"    if v is None: raise EncodeError({where + ': ' + f.key + ' is missing'!r})"
-            )
+            lines.append(require("v", f.key))
             if f.magnitude or f.non_negative:
                 message = f"{where}: {f.key} is negative ({{}})"
                 lines.append(f"    if v < 0: raise EncodeError({message!r}.format(v))")
             base = f"(v - {f.offset!r})" if f.offset else "v"
-            inverse = 1.0 / f.scale
-            if abs(inverse - round(inverse)) < 1e-9:
-                scaled = f"{base} * {round(inverse)}" if round(inverse) != 1 else base
+            divisor = _integer_divisor(f.scale)
+            if divisor is not None:
+                scaled = base if divisor == 1 else f"{base} * {divisor}"
             else:
                 scaled = f"{base} / {f.scale!r}"
             # 1e-6 of a step absorbs float error: 53.2 * 10 is 531.9999999999999
@@ -445,9 +447,7 @@ class CompiledFrame:
             if flag.absent_is_false:
                 lines.append(f"    if v: buf[{flag.byte}] |= {1 << flag.bit}")
             else:
-                lines.append(
-                    f"    if v is None: raise EncodeError({where + ': ' + key + ' is missing'!r})"
-                )
+                lines.append(require("v", key))
                 lines.append(f"    if v: buf[{flag.byte}] |= {1 << flag.bit}")
         for i, alarm in enumerate(self.alarm_bytes):
             env[f"write_{i}"] = dict(alarm.write)

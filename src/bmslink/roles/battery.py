@@ -82,7 +82,6 @@ class BatteryRole:
         self._last_update = float("-inf")
         self.clamped_updates = 0
         self._specs = profile.frames_from("battery")
-        self._keepalive_ids = {(s.id, s.extended) for s in profile.frames_from("inverter")}
         self.state: BatteryState | None = None
         self._messages: list[can.Message] = []
         self._next_due = float("-inf")
@@ -179,7 +178,8 @@ class BatteryRole:
 
     def _read(self, now: float) -> None:
         for msg in drain(self.bus):
-            if (msg.arbitration_id, msg.is_extended_id) in self._keepalive_ids:
+            spec = self.profile.spec(msg.arbitration_id, msg.is_extended_id)
+            if spec is not None and spec.sender == "inverter":
                 self._last_keepalive = now
                 self.keepalives += 1
 

@@ -46,8 +46,7 @@ class InverterRole:
             )
             for spec in profile.frames_from("inverter")
         ]
-        self._battery_keys = {(s.id, s.extended) for s in profile.frames_from("battery")}
-        self._latest: dict[tuple[int, bool], tuple[float, dict[str, Any]]] = {}
+        self._latest: dict[str, tuple[float, dict[str, Any]]] = {}  # by frame label
         self._last_frame: float | None = None
         self._online = False
         self.battery_lost_count = 0  # counted here: the event history is bounded
@@ -62,8 +61,8 @@ class InverterRole:
         """Read what arrived, update battery liveness, send a keep-alive if due."""
         now = self.clock.now()
         for msg in drain(self.bus):
-            key = (msg.arbitration_id, msg.is_extended_id)
-            if key not in self._battery_keys:
+            spec = self.profile.spec(msg.arbitration_id, msg.is_extended_id)
+            if spec is None or spec.sender != "battery":
                 continue
             try:
                 decoded = self.profile.decode(msg.arbitration_id, msg.data, msg.is_extended_id)
@@ -71,7 +70,7 @@ class InverterRole:
                 self.decode_errors += 1
                 self.last_error = str(exc)
                 continue
-            self._latest[key] = (now, decoded.fields)
+            self._latest[spec.label] = (now, decoded.fields)
             self._last_frame = now
             self.frames_received += 1
         self._check_battery(now)
