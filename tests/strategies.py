@@ -6,37 +6,158 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from bmslink.profiles.base import AlarmBits, Flag, Num, Profile, Text
-from bmslink.state import ALARM_NAMES, BatteryState
+from bmslink.profiles.base import (
+    AlarmBits,
+    AlarmPairs,
+    Cells,
+    Coded,
+    Flag,
+    FrameSpec,
+    Num,
+    Profile,
+    Text,
+    Version,
+)
+from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
 
 ALARM_LISTS = st.lists(st.sampled_from(ALARM_NAMES), unique=True).map(
     lambda names: [n for n in ALARM_NAMES if n in names]
 )
+TEXT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
 
-def num_values(f: Num) -> st.SearchStrategy[float | int]:
-    lo, hi = f.raw_min, f.raw_max
+def num_range(f: Num) -> tuple[float, float]:
+    """Physical values a field can carry (a negative scale flips the ends)."""
+    lo_raw, hi_raw = f.raw_min, f.raw_max
     if f.magnitude or f.non_negative:
-        lo = max(lo, 0)
-    raws = st.integers(min_value=lo, max_value=hi)
-    if f.integer:
-        return raws.map(lambda r: int(r * f.scale + f.offset))
-    return raws.map(lambda r: round(r * f.scale + f.offset, f.decimals))
+        lo_raw = max(lo_raw, 0)
+    ends = sorted((lo_raw * f.scale + f.offset, hi_raw * f.scale + f.offset))
+    return ends[0], ends[1]
+
+
+def num_values(fields: list[Num]) -> st.SearchStrategy[Any]:
+    """Values every one of ``fields`` (one state key) can carry, on the finest field's grid."""
+    finest = min(fields, key=lambda f: abs(f.scale))
+    if finest.as_text:
+        top = min(f.raw_max for f in fields)
+        return st.integers(1, top).map(str)
+    lo = max(num_range(f)[0] for f in fields)
+    hi = min(num_range(f)[1] for f in fields)
+    step, offset = abs(finest.scale), finest.offset
+    first = int(-(-(lo - offset) // step))
+    last = int((hi - offset) // step)
+    invalid = {f.invalid_raw for f in fields if f.invalid is not None}
+
+    def physical(raw: int) -> Any:
+        value = round(raw * step + offset, finest.decimals)
+        return int(value) if finest.integer else value
+
+    raws = st.integers(first, last)
+    if invalid:
+        # a value whose raw equals an invalid marker cannot be sent; keep clear of it
+        raws = raws.filter(
+            lambda r: all(
+                round((physical(r) - f.offset) / f.scale) != f.invalid_raw
+                for f in fields
+                if f.invalid is not None
+            )
+        )
+    return raws.map(physical)
+
+
+def _versions() -> st.SearchStrategy[str]:
+    return st.tuples(st.integers(1, 0xFF), st.integers(0, 0xFF)).map(
+        lambda mm: f"{mm[0]:x}.{mm[1]:x}"
+    )
 
 
 def states_for(profile: Profile, sender: str = "battery") -> st.SearchStrategy[BatteryState]:
     """States whose every field a profile's frames carry is set to a representable value."""
-    parts: dict[str, st.SearchStrategy[Any]] = {}
-    for spec in profile.frames_from(sender):  # type: ignore[arg-type]
+    specs: list[FrameSpec] = [s for s in profile.frames_from(sender) if s.emit]  # type: ignore[arg-type]
+    nums: dict[str, list[Num]] = {}
+    parts: dict[str, Any] = {}
+    texts: dict[str, int] = {}
+    cells = 0
+    for spec in specs:
         for f in spec.fields:
-            if isinstance(f, Num):
-                parts[f.key] = num_values(f)
+            if isinstance(f, Num) and f.key in STATE_KEYS and f.derive is None:
+                nums.setdefault(f.key, []).append(f)
             elif isinstance(f, Flag):
                 parts[f.into or f.key] = st.booleans()
-            elif isinstance(f, AlarmBits):
+            elif isinstance(f, Coded) and f.key in STATE_KEYS:
+                parts[f.key] = st.sampled_from(sorted(set(f.values.values())))
+            elif isinstance(f, AlarmBits | AlarmPairs):
                 parts[f.target] = ALARM_LISTS
-            elif isinstance(f, Text):
-                parts[f.key] = st.text(
-                    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=f.size
-                )
+            elif isinstance(f, Text) and (f.key in STATE_KEYS or f.source):
+                key = f.key if f.key in STATE_KEYS else f.source
+                assert key is not None
+                total = f.size * (f.part + 1)
+                texts[key] = total if key not in texts else min(texts[key], total)
+            elif isinstance(f, Cells):
+                cells = max(cells, f.count * (f.part + 1))
+            elif isinstance(f, Version) and f.key in STATE_KEYS:
+                parts[f.key] = _versions()
+    for key, fields in nums.items():
+        parts[key] = num_values(fields)
+    for key, size in texts.items():
+        parts[key] = st.text(alphabet=TEXT_ALPHABET, min_size=1, max_size=size)
+    if cells:
+        mv = st.integers(2000, 4200).map(lambda v: v / 1000)
+        parts["cells_v"] = st.lists(mv, min_size=1, max_size=cells)
     return st.fixed_dictionaries(parts).map(lambda d: BatteryState(**d))
+
+
+def plausible_states(voltage_class: str = "lv") -> st.SearchStrategy[BatteryState]:
+    """Complete states a real 48 V ("lv") or high-voltage battery could report."""
+    low, high = (400, 650) if voltage_class == "lv" else (1500, 9000)
+    volts = st.integers(low, high).map(lambda v: v / 10)
+    cell = st.integers(2500, 3650).map(lambda v: v / 1000)
+    temp = st.integers(-200, 600).map(lambda v: v / 10)
+    amps = st.integers(0, 2500).map(lambda v: v / 10)
+    pct = st.integers(0, 100).map(float)
+    ident = st.text(alphabet=TEXT_ALPHABET, min_size=1, max_size=7)
+
+    def build(d: dict[str, Any]) -> BatteryState:
+        cells = d.pop("cells_v")
+        d["cells_v"] = cells
+        d["cell_min_v"], d["cell_max_v"] = min(cells), max(cells)
+        d["cell_min_id"] = str(cells.index(min(cells)) + 1)
+        d["cell_max_id"] = str(cells.index(max(cells)) + 1)
+        d["charge_voltage_v"] = round(d["voltage_v"] * 1.05, 1)
+        d["discharge_voltage_v"] = round(d["voltage_v"] * 0.85, 1)
+        return BatteryState(**d)
+
+    return st.fixed_dictionaries(
+        {
+            "voltage_v": volts,
+            "current_a": st.integers(-2000, 2000).map(lambda v: v / 10),
+            "temperature_c": temp,
+            "soc_pct": pct,
+            "soh_pct": pct,
+            "charge_current_a": amps,
+            "discharge_current_a": amps,
+            "charge_enable": st.booleans(),
+            "discharge_enable": st.booleans(),
+            "force_charge": st.booleans(),
+            "full_charge_request": st.booleans(),
+            "cells_v": st.lists(cell, min_size=1, max_size=16),
+            "cell_temp_min_c": st.integers(-20, 30).map(float),
+            "cell_temp_max_c": st.integers(30, 60).map(float),
+            "capacity_ah": st.integers(50, 600).map(float),
+            "remaining_ah": st.integers(0, 50).map(float),
+            "installed_capacity_ah": st.integers(50, 600).map(float),
+            "cycles": st.integers(0, 6000),
+            "modules": st.integers(1, 16),
+            "modules_blocking_charge": st.integers(0, 1),
+            "modules_blocking_discharge": st.integers(0, 1),
+            "modules_offline": st.integers(0, 1),
+            "charged_kwh": st.integers(0, 100000).map(lambda v: v / 10),
+            "discharged_kwh": st.integers(0, 100000).map(lambda v: v / 10),
+            "manufacturer": ident,
+            "product": ident,
+            "serial": st.text(alphabet=TEXT_ALPHABET, min_size=1, max_size=16),
+            "firmware": _versions(),
+            "alarms": ALARM_LISTS,
+            "warnings": ALARM_LISTS,
+        }
+    ).map(build)

@@ -1,14 +1,14 @@
-"""Pylontech LV CAN: the public vectors, the documented disagreements, and properties."""
+"""Pylontech LV CAN: the public vectors and the documented disagreements.
+
+The round-trip and fuzz properties for every profile are in test_profiles_generic.py.
+"""
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bmslink.errors import DecodeError, EncodeError
-from bmslink.profiles import PROFILES, get_profile
-from bmslink.profiles.base import AlarmBits, Flag, Num, Text, merge_fields
+from bmslink.profiles import get_profile
+from bmslink.profiles.base import merge_fields
 from bmslink.state import ALARM_NAMES, BatteryState
-from strategies import states_for
 
 PYLON = get_profile("pylontech")
 
@@ -226,73 +226,3 @@ def test_unknown_id_and_wrong_length_are_named():
         PYLON.decode(0x356, bytes(5))
     with pytest.raises(DecodeError, match="unknown 29-bit id"):
         PYLON.decode(0x351, bytes(8), extended=True)
-
-
-# -- properties over every registered profile ------------------------------------------------------
-
-
-def _expected_alarms(afields: list[AlarmBits], names: list[str]) -> list[str]:
-    decoded: set[str] = set()
-    for a in afields:
-        for name in names:
-            bit = a.write.get(name)
-            if bit is not None:
-                decoded.add(a.bits[bit])
-    return [n for n in ALARM_NAMES if n in decoded]
-
-
-@pytest.mark.parametrize("name", sorted(PROFILES))
-def test_round_trip_within_resolution(name):
-    profile = PROFILES[name]
-
-    @given(states_for(profile))
-    def check(state: BatteryState) -> None:
-        for spec, data in profile.encode(state):
-            got = profile.decode(spec.id, data, spec.extended).fields
-            for f in spec.fields:
-                if isinstance(f, Num):
-                    want = getattr(state, f.key)
-                    if f.rounding == "down":  # limits never leave above what was allowed
-                        assert want - f.scale - 1e-9 < got[f.key] <= want + 1e-9, f.key
-                    elif f.rounding == "up":
-                        assert want - 1e-9 <= got[f.key] < want + f.scale + 1e-9, f.key
-                    else:
-                        assert abs(got[f.key] - want) <= f.scale / 2 + 1e-9, f.key
-                elif isinstance(f, Flag):
-                    if f.write:
-                        assert got[f.into or f.key] == getattr(state, f.into or f.key)
-                elif isinstance(f, AlarmBits):
-                    same = [
-                        a for a in spec.fields if isinstance(a, AlarmBits) and a.target == f.target
-                    ]
-                    assert got[f.target] == _expected_alarms(same, getattr(state, f.target))
-                elif isinstance(f, Text):
-                    assert got[f.key] == getattr(state, f.key)[: f.size].rstrip(" ")
-
-    check()
-
-
-@pytest.mark.parametrize("name", sorted(PROFILES))
-def test_decoding_random_bytes_raises_only_decode_error(name):
-    profile = PROFILES[name]
-    known = [(s.id, s.extended) for s in profile.frames]
-
-    @given(
-        st.one_of(
-            st.tuples(st.integers(0, 0x7FF), st.just(False)),
-            st.tuples(st.integers(0, 0x1FFFFFFF), st.just(True)),
-            st.sampled_from(known),
-        ),
-        st.binary(min_size=0, max_size=12),
-    )
-    def check(ident: tuple[int, bool], data: bytes) -> None:
-        try:
-            decoded = profile.decode(ident[0], data, ident[1])
-        except DecodeError:
-            return
-        assert decoded.spec.id == ident[0]
-        assert len(data) <= 8
-        # whatever decodes must be a valid BatteryState fragment
-        merge_fields(BatteryState(), [decoded])
-
-    check()

@@ -79,3 +79,46 @@ class HardwareLimits:
         if not changes:
             return state, []
         return state.merged(changes), sorted(changes)
+
+
+#: Alarms that must stop charging / discharging when a profile can only say so with limits.
+CHARGE_STOPPING_ALARMS = frozenset(
+    {
+        "high_voltage",
+        "high_temperature_charge",
+        "low_temperature_charge",
+        "high_charge_current",
+    }
+)
+DISCHARGE_STOPPING_ALARMS = frozenset({"low_voltage", "high_discharge_current"})
+BOTH_STOPPING_ALARMS = frozenset(
+    {
+        "high_temperature",
+        "low_temperature",
+        "short_circuit",
+        "contactor",
+        "bms_internal",
+        "general",
+    }
+)
+
+
+def limits_for_alarms(state: BatteryState) -> tuple[BatteryState, list[str]]:
+    """Express active alarms as zero current limits, for profiles with no alarm bits.
+
+    BYD HVS, for one, has no alarm field bmslink can set: an over-voltage
+    alarm would never reach the inverter unless CCL says 0. ``cell_imbalance``
+    alone stops nothing. Returns the state and the keys set to 0.
+    """
+    alarms = set(state.alarms or ())
+    if not alarms:
+        return state, []
+    changes: dict[str, float] = {}
+    both = bool(alarms & BOTH_STOPPING_ALARMS)
+    if (both or alarms & CHARGE_STOPPING_ALARMS) and state.charge_current_a != 0:
+        changes["charge_current_a"] = 0.0
+    if (both or alarms & DISCHARGE_STOPPING_ALARMS) and state.discharge_current_a != 0:
+        changes["discharge_current_a"] = 0.0
+    if not changes:
+        return state, []
+    return state.merged(changes), sorted(changes)

@@ -1,14 +1,23 @@
-"""Be the battery: broadcast a profile's frame set and watch the inverter's keep-alive.
+"""Be the battery: send a profile's frames and watch the inverter's side of the link.
 
-The payloads are encoded once per state update, not once per round. A state
-update that makes things *less* safe (an alarm raised, an enable flag cleared, a
-limit cut by more than 10 %) is put on the wire at once instead of waiting for
-the next periodic round. If any frame of a state cannot be encoded (a missing
-limit, a value out of range), nothing is broadcast for that state: the inverter
-then sees the battery go silent, which is safe, rather than a partial picture.
-The same happens when no new state arrives for ``stale_after_s``: the role never
-keeps repeating old values. With ``hardware`` set, every outgoing limit is first
-clamped to the configured ratings.
+The payloads are encoded once per state update, not once per transmission. A
+state update that makes things *less* safe (an alarm raised, an enable flag
+cleared, a limit cut by more than 10 %) is put on the wire at once instead of
+waiting for the next period. If a required frame of a state cannot be encoded
+(a missing limit, a value out of range), nothing is sent for that state: the
+inverter then sees the battery go silent, which is safe, rather than a partial
+picture. Optional frames (names, counters) the state has no data for are left
+out. The same silence follows when no new state arrives for ``stale_after_s``:
+the role never keeps repeating old values.
+
+Before encoding, every state passes three guards: a CVL of 0 or below is
+refused (Victron discharges at full power on it), limits are clamped to the
+configured ``hardware`` ratings, and on profiles without alarm bits (BYD HVS)
+an alarm is expressed as a zero current limit so it still stops the inverter.
+
+Profiles differ in when frames go out, and the role follows the table: each
+frame on its own period (BYD: 2, 10 and 60 s), only in answer to an inverter
+request (Pylontech HV, Growatt), or not before the inverter has been heard (BYD).
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ import can
 
 from bmslink.clock import Clock
 from bmslink.errors import EncodeError
-from bmslink.limits import HardwareLimits, LimitError
-from bmslink.profiles.base import Profile
+from bmslink.limits import HardwareLimits, LimitError, limits_for_alarms
+from bmslink.profiles.base import FrameSpec, Profile
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
 from bmslink.state import BatteryState
 
@@ -54,8 +63,29 @@ def safety_escalation(old: BatteryState | None, new: BatteryState) -> str | None
     return None
 
 
+def guard(
+    state: BatteryState, profile: Profile, hardware: HardwareLimits | None
+) -> tuple[BatteryState, list[str]]:
+    """The state as it may leave: CVL > 0, clamped to hardware, alarms as limits.
+
+    Returns the guarded state and the keys changed; raises LimitError for a
+    CVL of 0 or below.
+    """
+    cvl = state.charge_voltage_v
+    if cvl is not None and cvl <= 0:
+        raise LimitError(f"charge_voltage_v {cvl:g} V is never sent")
+    changed: list[str] = []
+    if hardware is not None:
+        state, clamped = hardware.clamp(state)
+        changed += clamped
+    if not profile.carries_alarms:
+        state, zeroed = limits_for_alarms(state)
+        changed += zeroed
+    return state, changed
+
+
 class BatteryRole:
-    """Broadcasts ``profile`` on ``bus`` from the latest BatteryState."""
+    """Sends ``profile`` on ``bus`` from the latest BatteryState."""
 
     def __init__(
         self,
@@ -63,7 +93,7 @@ class BatteryRole:
         profile: Profile,
         clock: Clock,
         *,
-        period_s: float = 1.0,
+        period_s: float | None = None,
         inverter_timeout_s: float = 10.0,
         min_gap_s: float = 0.05,
         identity: Mapping[str, str] | None = None,
@@ -73,29 +103,35 @@ class BatteryRole:
         self.bus = bus
         self.profile = profile
         self.clock = clock
+        #: None: every frame on its own period from the table; a number overrides them all.
         self.period_s = period_s
         self.inverter_timeout_s = inverter_timeout_s
-        self.min_gap_s = min_gap_s
+        self.min_gap_s = max(min_gap_s, profile.min_frame_interval_s)
         self.identity = dict(profile.identity if identity is None else identity)
         self.stale_after_s = stale_after_s
         self.hardware = hardware
         self._last_update = float("-inf")
         self.clamped_updates = 0
-        self._specs = profile.frames_from("battery")
+        self.guarded_keys: list[str] = []  # what the guards changed in the latest state
         self.state: BatteryState | None = None
-        self._messages: list[can.Message] = []
-        self._next_due = float("-inf")
+        self._messages: dict[int, can.Message] = {}  # by id(spec), frames of the current state
+        self._specs = [s for s in profile.frames_from("battery") if s.emit]
+        self._periodic = [s for s in self._specs if s.period_s is not None]
+        self._next_due: dict[int, float] = {id(s): float("-inf") for s in self._periodic}
         self._last_round = float("-inf")
         self._pending_reason: str | None = None
+        self._answers: list[FrameSpec] = []
         self._last_keepalive: float | None = None
         self._inverter_online = False
         self.halted_reason: str | None = None
         self.halts = 0  # counted here: the event history is bounded
         self.last_halt_reason: str | None = None  # kept after the broadcast resumes
+        self.skipped: dict[str, str] = {}  # optional frames left out: label -> why
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_sent = 0
         self.rounds = 0
         self.immediate_rounds = 0
+        self.answers_sent = 0
         self.keepalives = 0
 
     # -- state in --------------------------------------------------------------------------------
@@ -106,10 +142,10 @@ class BatteryRole:
         if self.identity:
             state = state.merged(self.identity)
         try:
-            if self.hardware is not None:
-                state, clamped = self.hardware.clamp(state)
-                self.clamped_updates += bool(clamped)
-            payloads = [(spec, self.profile.encode_frame(spec, state)) for spec in self._specs]
+            state, changed = guard(state, self.profile, self.hardware)
+            self.clamped_updates += bool(changed)
+            self.guarded_keys = changed
+            encoded = self.profile.encode_round(state)
         except (EncodeError, LimitError) as exc:
             self.state = state
             self._halt(str(exc))
@@ -119,47 +155,73 @@ class BatteryRole:
         if self.halted_reason is not None:
             self.halted_reason = None
             self._event("broadcast_resumed")
-        if len(self._messages) != len(payloads):
-            self._messages = [
-                can.Message(arbitration_id=spec.id, is_extended_id=spec.extended, dlc=len(data))
-                for spec, data in payloads
-            ]
-        # Immutable payloads: interfaces that copy a message on send (the virtual bus
-        # deep-copies) then share the bytes instead of copying a bytearray per frame.
-        for msg, (_, data) in zip(self._messages, payloads, strict=True):
+        skipped = {spec.label: why for spec, why in encoded.skipped}
+        if skipped.keys() != self.skipped.keys():
+            left_out = ", ".join(sorted(skipped)) or "none"
+            self._event("optional_frames_left_out", left_out)
+        self.skipped = skipped
+        messages: dict[int, can.Message] = {}
+        for spec, data in encoded.frames:
+            msg = self._messages.get(id(spec))
+            if msg is None:
+                msg = can.Message(
+                    arbitration_id=spec.id, is_extended_id=spec.extended, dlc=len(data)
+                )
+            # Immutable payloads: interfaces that copy a message on send (the virtual bus
+            # deep-copies) then share the bytes instead of copying a bytearray per frame.
             msg.data = data  # type: ignore[assignment]
-        if reason is not None:
+            msg.dlc = len(data)
+            messages[id(spec)] = msg
+        self._messages = messages
+        if reason is not None and self._periodic and not self.profile.request_response:
             self._pending_reason = reason
             self.poll()
 
     # -- wire ------------------------------------------------------------------------------------
 
     def poll(self) -> int:
-        """Read keep-alives, send a round if one is due; returns frames sent."""
+        """Read the inverter, answer requests, send frames that are due; returns frames sent."""
         now = self.clock.now()
         self._read(now)
         self._check_inverter(now)
         if self._messages and now - self._last_update > self.stale_after_s:
             self._halt(f"state stale: no update for {now - self._last_update:.1f} s")
         if not self._messages:
+            self._answers.clear()
             return 0
-        if now >= self._next_due:
-            # keep a drift-free cadence; when far behind (coarse sim steps) restart it from now
-            self._next_due += self.period_s
-            if self._next_due <= now:
-                self._next_due = now + self.period_s
-            self._pending_reason = None
-            return self._send_round(now)
+        sent = 0
+        if self._answers:
+            sent += self._send([s for s in self._answers if id(s) in self._messages], now)
+            self.answers_sent += bool(sent)
+            self._answers.clear()
+        if self.profile.battery_waits_for_inverter and not self._inverter_online:
+            return sent
         if self._pending_reason is not None and now - self._last_round >= self.min_gap_s:
             self._event("immediate_round", self._pending_reason)
             self._pending_reason = None
             self.immediate_rounds += 1
-            return self._send_round(now)
-        return 0
+            for spec in self._periodic:
+                self._next_due[id(spec)] = now + self._period(spec)
+            return sent + self._round(self._periodic, now)
+        due = [s for s in self._periodic if now >= self._next_due[id(s)]]
+        if due:
+            for spec in due:
+                # a drift-free cadence; when far behind (coarse sim steps) restart it from now
+                next_due = self._next_due[id(spec)] + self._period(spec)
+                self._next_due[id(spec)] = next_due if next_due > now else now + self._period(spec)
+            self._pending_reason = None
+            sent += self._round(due, now)
+        return sent
+
+    def _period(self, spec: FrameSpec) -> float:
+        if self.period_s is not None:
+            return self.period_s
+        assert spec.period_s is not None
+        return spec.period_s
 
     def _halt(self, reason: str) -> None:
-        """Stop broadcasting: the inverter sees the battery go silent, which is safe."""
-        self._messages = []
+        """Stop sending: the inverter sees the battery go silent, which is safe."""
+        self._messages = {}
         self._pending_reason = None
         if self.halted_reason != reason:
             self.halted_reason = reason
@@ -167,21 +229,42 @@ class BatteryRole:
             self.last_halt_reason = reason
             self._event("broadcast_halted", reason)
 
-    def _send_round(self, now: float) -> int:
-        for msg in self._messages:
+    def _round(self, specs: list[FrameSpec], now: float) -> int:
+        sent = self._send(specs, now)
+        if sent:
+            self._last_round = now
+            self.rounds += 1
+        return sent
+
+    def _send(self, specs: list[FrameSpec], now: float) -> int:
+        sent = 0
+        for spec in specs:
+            msg = self._messages.get(id(spec))
+            if msg is None:
+                continue  # an optional frame this state has no data for
             msg.timestamp = now
             self.bus.send(msg)
-        self._last_round = now
-        self.rounds += 1
-        self.frames_sent += len(self._messages)
-        return len(self._messages)
+            sent += 1
+        self.frames_sent += sent
+        return sent
 
     def _read(self, now: float) -> None:
+        profile = self.profile
         for msg in drain(self.bus):
-            spec = self.profile.spec(msg.arbitration_id, msg.is_extended_id)
-            if spec is not None and spec.sender == "inverter":
-                self._last_keepalive = now
-                self.keepalives += 1
+            spec = profile.spec(msg.arbitration_id, msg.is_extended_id)
+            if spec is None or spec.sender != "inverter":
+                continue
+            self._last_keepalive = now
+            self.keepalives += 1
+            for response in profile.responses:
+                if response.matches(msg.arbitration_id, msg.is_extended_id, msg.data):
+                    self._answers.extend(self._answer_specs(response.frames, response.extended))
+
+    def _answer_specs(self, ids: tuple[int, ...], extended: bool) -> list[FrameSpec]:
+        out: list[FrameSpec] = []
+        for can_id in ids:
+            out.extend(s for s in self.profile.specs_with_id(can_id, extended) if s.emit)
+        return out
 
     def _check_inverter(self, now: float) -> None:
         online = (
@@ -194,7 +277,7 @@ class BatteryRole:
 
     @property
     def inverter_online(self) -> bool:
-        """True while the inverter's keep-alive arrived within inverter_timeout_s."""
+        """True while an inverter frame arrived within inverter_timeout_s."""
         self._check_inverter(self.clock.now())
         return self._inverter_online
 

@@ -1,9 +1,18 @@
-"""Be the inverter: read a battery's frames into a BatteryState and send keep-alives.
+"""Be the inverter: read a battery's frames into a BatteryState and keep the link alive.
 
-Every frame's values expire ``lost_timeout_s`` after that frame was last seen,
-so a limit frame that stops arriving makes its limits absent instead of stale;
-when no battery frame at all arrived within the timeout the battery is lost
-and :meth:`InverterRole.state` returns None.
+Every frame's values expire on their own, ``lost_timeout_s`` (or 2.5 periods
+for slow frames such as BYD's 60 s alarms) after that frame was last seen, so a
+limit frame that stops arriving makes its limits absent instead of stale. The
+battery is lost when none of the profile's liveness frames (any battery frame,
+or SMA's 0x355) arrived within the timeout; :meth:`InverterRole.state` then
+returns None.
+
+The role sends the profile's inverter frames on their periods: keep-alives,
+and for request/response profiles the requests (Pylontech HV's 0x4200,
+Growatt's 0x301). Frames that carry values (the Sunny Island's 0x305 echoes the
+battery's voltage and SoC) are encoded from what the battery last said; a frame
+whose values are not known yet is left out rather than filled with guesses.
+Inverter frames without a period (BYD's "identify yourself") go out once at start.
 """
 
 from __future__ import annotations
@@ -15,10 +24,13 @@ from typing import Any
 import can
 
 from bmslink.clock import Clock
-from bmslink.errors import DecodeError
-from bmslink.profiles.base import Profile
+from bmslink.errors import DecodeError, EncodeError
+from bmslink.profiles.base import FrameSpec, Profile, assemble
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
-from bmslink.state import STATE_KEYS, BatteryState
+from bmslink.state import BatteryState
+
+#: A frame's values live at least this many of its periods (slow frames: BYD 0x190 every 60 s).
+PERIODS_TO_EXPIRE = 2.5
 
 
 class InverterRole:
@@ -30,56 +42,96 @@ class InverterRole:
         profile: Profile,
         clock: Clock,
         *,
-        keepalive_period_s: float = 1.0,
-        lost_timeout_s: float = 10.0,
+        keepalive_period_s: float | None = None,
+        lost_timeout_s: float | None = None,
     ) -> None:
         self.bus = bus
         self.profile = profile
         self.clock = clock
+        #: None: each inverter frame on its table period; a number overrides them all.
         self.keepalive_period_s = keepalive_period_s
-        self.lost_timeout_s = lost_timeout_s
-        self._keepalives = [
-            can.Message(
-                arbitration_id=spec.id,
-                data=profile.encode_frame(spec, BatteryState()),
-                is_extended_id=spec.extended,
-            )
-            for spec in profile.frames_from("inverter")
-        ]
-        self._latest: dict[str, tuple[float, dict[str, Any]]] = {}  # by frame label
+        self.lost_timeout_s = profile.lost_timeout_s if lost_timeout_s is None else lost_timeout_s
+        self._outgoing = [s for s in profile.frames_from("inverter") if s.emit]
+        self._next_send: dict[int, float] = {id(s): float("-inf") for s in self._outgoing}
+        self._sent_once: set[int] = set()
+        self._liveness = set(profile.liveness_ids)
+        self._latest: dict[str, tuple[float, FrameSpec, dict[str, Any]]] = {}  # by frame label
+        self._expired: set[str] = set()
         self._last_frame: float | None = None
         self._online = False
         self.battery_lost_count = 0  # counted here: the event history is bounded
-        self._next_keepalive = float("-inf")
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self.frames_received = 0
         self.decode_errors = 0
+        self.unknown_frames = 0
         self.last_error: str | None = None
         self.keepalives_sent = 0
+        self.frames_sent = 0
+        self.frames_left_out = 0
 
     def poll(self) -> None:
-        """Read what arrived, update battery liveness, send a keep-alive if due."""
+        """Read what arrived, update battery liveness, send inverter frames that are due."""
         now = self.clock.now()
+        profile = self.profile
         for msg in drain(self.bus):
-            spec = self.profile.spec(msg.arbitration_id, msg.is_extended_id)
-            if spec is None or spec.sender != "battery":
+            spec = profile.spec(msg.arbitration_id, msg.is_extended_id)
+            if spec is None:
+                self.unknown_frames += 1
+                continue
+            if spec.sender != "battery":
                 continue
             try:
-                decoded = self.profile.decode(msg.arbitration_id, msg.data, msg.is_extended_id)
+                decoded = profile.decode(msg.arbitration_id, msg.data, msg.is_extended_id)
             except DecodeError as exc:
                 self.decode_errors += 1
                 self.last_error = str(exc)
                 continue
-            self._latest[spec.label] = (now, decoded.fields)
-            self._last_frame = now
+            mux = decoded.spec.mux
+            key = decoded.spec.label if mux is None else f"{decoded.spec.label}/{mux[1]}"
+            self._latest[key] = (now, decoded.spec, decoded.fields)
+            self._expired.discard(key)
+            if not self._liveness or decoded.spec.id in self._liveness:
+                self._last_frame = now
             self.frames_received += 1
         self._check_battery(now)
-        if self._keepalives and now >= self._next_keepalive:
-            for msg in self._keepalives:
-                msg.timestamp = now
-                self.bus.send(msg)
-            self.keepalives_sent += 1
-            self._next_keepalive = now + self.keepalive_period_s
+        self._send_due(now)
+
+    def _send_due(self, now: float) -> None:
+        sent_round = False
+        echo: BatteryState | None = None
+        for spec in self._outgoing:
+            if spec.period_s is None:
+                if id(spec) in self._sent_once:
+                    continue
+                self._sent_once.add(id(spec))
+            elif now < self._next_send[id(spec)]:
+                continue
+            else:
+                period = self.keepalive_period_s or spec.period_s
+                self._next_send[id(spec)] = now + period
+            if echo is None:
+                echo = self.state() or BatteryState()
+            try:
+                data = self.profile.encode_frame(spec, echo)
+            except EncodeError:
+                self.frames_left_out += 1
+                continue
+            self.bus.send(
+                can.Message(
+                    arbitration_id=spec.id,
+                    data=data,
+                    is_extended_id=spec.extended,
+                    timestamp=now,
+                )
+            )
+            self.frames_sent += 1
+            sent_round = True
+        self.keepalives_sent += sent_round
+
+    def _expiry(self, spec: FrameSpec) -> float:
+        if spec.period_s is None:
+            return self.lost_timeout_s
+        return max(self.lost_timeout_s, PERIODS_TO_EXPIRE * spec.period_s)
 
     def _check_battery(self, now: float) -> None:
         online = self._last_frame is not None and now - self._last_frame <= self.lost_timeout_s
@@ -87,6 +139,11 @@ class InverterRole:
             self._online = online
             self.battery_lost_count += not online
             self.events.append(RoleEvent(now, "battery_online" if online else "battery_lost"))
+        for key, (seen, spec, _) in self._latest.items():
+            if key not in self._expired and now - seen > self._expiry(spec):
+                self._expired.add(key)
+                if online:
+                    self.events.append(RoleEvent(now, "frame_lost", f"{key} {spec.name}"))
 
     @property
     def battery_online(self) -> bool:
@@ -99,15 +156,16 @@ class InverterRole:
         self._check_battery(now)
         if not self._online:
             return None
-        values: dict[str, Any] = {}
-        for seen, fields in self._latest.values():
-            if now - seen <= self.lost_timeout_s:
-                values.update(fields)
+        fresh = [
+            (spec, fields)
+            for seen, spec, fields in self._latest.values()
+            if now - seen <= self._expiry(spec)
+        ]
         # fresh lists: a consumer editing its alarms must not change what we hold
-        fresh: dict[str, Any] = {
-            k: list(v) if isinstance(v, list) else v for k, v in values.items() if k in STATE_KEYS
+        values: dict[str, Any] = {
+            k: list(v) if isinstance(v, list) else v for k, v in assemble(fresh).items()
         }
-        return BatteryState(**fresh)
+        return BatteryState(**values)
 
     async def run(
         self, stop: asyncio.Event | None = None, tick_s: float = 0.02, sleep: Sleep = asyncio.sleep

@@ -1,0 +1,391 @@
+"""Read and write CAN captures as column batches, fast enough for gigabyte files.
+
+Text captures (candump ``-L`` as python-can's ``.log`` writes it, candump's
+default output, bare ``id#data``) are parsed here; the common candump ``-L``
+line takes a single regular-expression match, everything else goes through
+:func:`bmslink.canlines.parse_line`. Binary and vendor formats (``.asc``,
+``.blf``, ``.csv``, ``.trc``, ``.mf4``) are read with python-can's LogReader.
+
+Frames come out in :class:`FrameBatch` chunks of numpy columns so detection,
+conformance and analysis work per chunk in constant memory. A line that cannot
+be parsed is counted and the first few are kept with their line numbers; error
+frames (CAN_ERR_FLAG) are counted separately, since they are a diagnosis too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from bmslink.canlines import parse_line
+from bmslink.errors import BmslinkError, DecodeError
+
+#: Suffixes python-can reads; everything else is read as candump text.
+PYTHON_CAN_SUFFIXES = frozenset({".asc", ".blf", ".csv", ".trc", ".mf4", ".db"})
+CHUNK_FRAMES = 262_144
+_ERR_FLAG = 0x20000000
+KEEP_ERRORS = 5
+
+
+class CaptureError(BmslinkError):
+    """The capture cannot be read at all (missing file, no frames, unknown format)."""
+
+
+@dataclass
+class FrameBatch:
+    """A chunk of frames as columns; ``data`` rows are zero-padded to 8 bytes."""
+
+    timestamps: np.ndarray  # float64 seconds; NaN where the capture has none
+    ids: np.ndarray  # uint32
+    extended: np.ndarray  # bool
+    lengths: np.ndarray  # uint8
+    data: np.ndarray  # (n, 8) uint8
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def payload(self, row: int) -> bytes:
+        return bytes(self.data[row, : self.lengths[row]])
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[tuple[float | None, int, bool, bytes]]) -> FrameBatch:
+        rows = list(frames)
+        n = len(rows)
+        data = np.zeros((n, 8), dtype=np.uint8)
+        if n:
+            padded = b"".join(bytes(d).ljust(8, b"\0") for _, _, _, d in rows)
+            data[:] = np.frombuffer(padded, dtype=np.uint8).reshape(n, 8)
+        return cls(
+            timestamps=np.array(
+                [np.nan if t is None else t for t, _, _, _ in rows], dtype=np.float64
+            ),
+            ids=np.array([i for _, i, _, _ in rows], dtype=np.uint32),
+            extended=np.array([e for _, _, e, _ in rows], dtype=bool),
+            lengths=np.array([len(d) for _, _, _, d in rows], dtype=np.uint8),
+            data=data,
+        )
+
+
+@dataclass
+class CaptureReport:
+    """What reading a capture found besides frames."""
+
+    source: str
+    frames: int = 0
+    lines: int = 0
+    bad_lines: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few, with line numbers
+    error_frames: int = 0
+
+    def bad(self, line_number: int, message: str) -> None:
+        self.bad_lines += 1
+        if len(self.errors) < KEEP_ERRORS:
+            self.errors.append(f"line {line_number}: {message}")
+
+
+def read_capture(
+    source: str, report: CaptureReport | None = None, chunk_frames: int = CHUNK_FRAMES
+) -> Iterator[FrameBatch]:
+    """Frames of a capture file ('-' = stdin) in column batches.
+
+    Raises CaptureError when the file cannot be opened or holds no frame at all.
+    """
+    report = report if report is not None else CaptureReport(source)
+    suffix = Path(source).suffix.lower() if source != "-" else ""
+    if suffix in PYTHON_CAN_SUFFIXES:
+        batches = _read_python_can(source, report, chunk_frames)
+    else:
+        batches = _read_text(source, report, chunk_frames)
+    for batch in batches:
+        report.frames += len(batch)
+        yield batch
+    if report.frames == 0:
+        detail = f"; {report.errors[0]}" if report.errors else ""
+        raise CaptureError(f"no CAN frames in {source}{detail}")
+
+
+def _open_binary(source: str) -> IO[bytes]:
+    if source == "-":
+        return sys.stdin.buffer
+    try:
+        return open(source, "rb")  # closed by the caller
+    except OSError as exc:
+        raise CaptureError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789ABCDEF"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"abcdef"):
+    _NIBBLE[_c] = 10 + _i
+_DIGIT = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789"):
+    _DIGIT[_c] = _i
+_POWERS = 10.0 ** np.arange(25)
+
+
+def parse_candump_block(
+    block: bytes,
+) -> tuple[FrameBatch, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised candump ``-L`` parsing of whole lines.
+
+    Returns the frames of the lines that parsed, their line indexes, and the
+    start/end offsets of every line: the lines not kept are left for the
+    per-line parser (other formats, comments, errors to be named).
+    """
+    buf = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if len(buf) and (len(ends) == 0 or ends[-1] != len(buf) - 1):
+        ends = np.append(ends, len(buf))
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+    trimmed = ends.copy()
+    for _ in range(4):  # trailing CR/spaces, then a python-can " R"/" T" direction flag
+        last = buf[np.clip(trimmed - 1, 0, None)] if len(buf) else trimmed
+        strip = (trimmed > starts) & np.isin(last, (13, 32, 9))
+        flag = (
+            (trimmed - 2 > starts)
+            & np.isin(last, (82, 84))
+            & (buf[np.clip(trimmed - 2, 0, None)] == 32)
+        )
+        if not strip.any() and not flag.any():
+            break
+        trimmed = trimmed - strip - 2 * flag
+    ok = (trimmed > starts) & (buf[np.clip(starts, 0, max(len(buf) - 1, 0))] == 40)  # "("
+    close_pos = np.flatnonzero(buf == 41)
+    hash_pos = np.flatnonzero(buf == 35)
+    space_pos = np.flatnonzero((buf == 32) | (buf == 9))
+    if not len(close_pos) or not len(hash_pos) or not len(space_pos):
+        ok[:] = False
+        close = hashes = id_start = trimmed
+    else:
+        close = close_pos[np.clip(np.searchsorted(close_pos, starts), 0, len(close_pos) - 1)]
+        at = np.searchsorted(hash_pos, starts)
+        hashes = hash_pos[np.clip(at, 0, len(hash_pos) - 1)]
+        second = hash_pos[np.clip(at + 1, 0, len(hash_pos) - 1)]
+        one_hash = (hashes < trimmed) & ((second >= trimmed) | (second == hashes))
+        before = np.searchsorted(space_pos, hashes) - 1
+        id_start = space_pos[np.clip(before, 0, len(space_pos) - 1)] + 1
+        ok &= (close < trimmed) & one_hash & (id_start > close) & (before >= 0)
+    id_len = hashes - id_start
+    data_chars = trimmed - hashes - 1
+    ok &= ((id_len == 3) | (id_len == 8)) & (data_chars % 2 == 0) & (data_chars <= 16)
+    ok &= (data_chars >= 0) & (close - starts - 1 >= 1) & (close - starts - 1 <= 24)
+    good = np.flatnonzero(ok)
+    padded = np.concatenate([buf, np.zeros(32, dtype=np.uint8)])  # reads never run off the end
+    hash_good, id_len_good, chars = hashes[good], id_len[good], data_chars[good]
+    bad = np.zeros(len(good), dtype=bool)
+    # One column at a time over all lines, in place: no per-line Python work.
+    ids = np.zeros(len(good), dtype=np.int64)
+    for column in range(8):  # the 8 characters before '#', of which the last id_len count
+        nibble = _NIBBLE[padded[hash_good - 8 + column]]
+        active = id_len_good > 7 - column
+        bad |= active & (nibble == 255)
+        np.multiply(ids, 16, out=ids, where=active)
+        np.add(ids, nibble, out=ids, where=active)
+    data = np.zeros((len(good), 8), dtype=np.uint8)
+    for column in range(int(chars.max(initial=0))):  # hex characters after '#'
+        nibble = _NIBBLE[padded[hash_good + 1 + column]]
+        active = chars > column
+        bad |= active & (nibble == 255)
+        nibble[~active] = 0
+        data[:, column >> 1] |= nibble << (4 if column % 2 == 0 else 0)
+    start_good = starts[good] + 1
+    ts_len = close[good] - start_good
+    whole = np.zeros(len(good), dtype=np.int64)
+    decimals = np.zeros(len(good), dtype=np.int64)
+    seen_dot = np.zeros(len(good), dtype=bool)
+    for column in range(int(ts_len.max(initial=0))):  # digits and at most one dot
+        char = padded[start_good + column]
+        active = ts_len > column
+        is_dot = active & (char == 46)
+        bad |= is_dot & seen_dot
+        seen_dot |= is_dot
+        digit = _DIGIT[char]
+        is_digit = active & ~is_dot
+        bad |= is_digit & (digit == 255)
+        np.multiply(whole, 10, out=whole, where=is_digit)
+        np.add(whole, digit, out=whole, where=is_digit)
+        decimals += is_digit & seen_dot
+    timestamps = whole / _POWERS[decimals]
+    extended = id_len_good == 8
+    ids_ok = np.where(extended, ids <= 0x1FFFFFFF, ids <= 0x7FF)
+    valid = ~bad & (ids_ok | (extended & ((ids & _ERR_FLAG) != 0)))
+    kept = good[valid]
+    batch = FrameBatch(
+        timestamps[valid],
+        ids[valid].astype(np.uint32),
+        extended[valid],
+        (chars[valid] // 2).astype(np.uint8),
+        np.ascontiguousarray(data[valid]),
+    )
+    return batch, kept, starts, ends
+
+
+def _read_text(source: str, report: CaptureReport, chunk_frames: int) -> Iterator[FrameBatch]:
+    handle = _open_binary(source)
+    block_bytes = chunk_frames * 48
+    carry = b""
+    try:
+        while True:
+            block = handle.read(block_bytes)
+            if not block and not carry:
+                break
+            data = carry + block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a block: read on
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            else:
+                carry = b""
+            batch = _parse_text_block(data, report)
+            if len(batch):
+                yield batch
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _parse_text_block(data: bytes, report: CaptureReport) -> FrameBatch:
+    """Whole lines: vectorised for candump -L, per line for anything else."""
+    first = report.lines
+    batch, kept, starts, ends = parse_candump_block(data)
+    report.lines += len(starts)
+    error_rows = batch.extended & ((batch.ids & _ERR_FLAG) != 0)
+    if error_rows.any():
+        report.error_frames += int(error_rows.sum())
+        batch, kept = take(batch, ~error_rows), kept[~error_rows]
+    if len(kept) == len(starts):
+        return batch
+    rest = np.ones(len(starts), dtype=bool)
+    rest[kept] = False
+    slow: list[tuple[float | None, int, bool, bytes]] = []
+    slow_rows: list[int] = []
+    for index in np.flatnonzero(rest).tolist():
+        text = data[starts[index] : ends[index]].decode("utf-8", "replace")
+        try:
+            frame = parse_line(text)
+        except DecodeError as exc:
+            if "error frame" in str(exc):
+                report.error_frames += 1
+            else:
+                report.bad(first + index + 1, str(exc))
+            continue
+        if frame is not None:
+            slow.append((frame.timestamp, frame.can_id, frame.extended, frame.data))
+            slow_rows.append(index)
+    if not slow:
+        return batch
+    other = FrameBatch.from_frames(slow)
+    if not len(batch):
+        return other
+    # a file mixing line formats: keep the frames in line order
+    order = np.argsort(np.concatenate([kept, np.array(slow_rows)]), kind="stable")
+    return take(concat([batch, other]), order)
+
+
+def _read_python_can(source: str, report: CaptureReport, chunk_frames: int) -> Iterator[FrameBatch]:
+    import can
+
+    try:
+        reader: Iterable[Any] = can.LogReader(source)
+    except (OSError, ValueError) as exc:
+        raise CaptureError(f"cannot read {source}: {exc}") from None
+    rows: list[tuple[float | None, int, bool, bytes]] = []
+    try:
+        for msg in reader:
+            report.lines += 1
+            if msg.is_error_frame:
+                report.error_frames += 1
+                continue
+            if msg.is_remote_frame or (msg.is_fd and len(msg.data) > 8):
+                report.bad(report.lines, "remote or CAN FD frame skipped")
+                continue
+            rows.append((msg.timestamp, msg.arbitration_id, msg.is_extended_id, bytes(msg.data)))
+            if len(rows) >= chunk_frames:
+                yield FrameBatch.from_frames(rows)
+                rows = []
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
+        report.bad(report.lines + 1, f"python-can could not read on: {exc}")
+    finally:
+        stop = getattr(reader, "stop", None)
+        if stop is not None:
+            stop()
+    if rows:
+        yield FrameBatch.from_frames(rows)
+
+
+def concat(batches: list[FrameBatch]) -> FrameBatch:
+    return FrameBatch(
+        np.concatenate([b.timestamps for b in batches]),
+        np.concatenate([b.ids for b in batches]),
+        np.concatenate([b.extended for b in batches]),
+        np.concatenate([b.lengths for b in batches]),
+        np.concatenate([b.data for b in batches]),
+    )
+
+
+def take(batch: FrameBatch, index: np.ndarray) -> FrameBatch:
+    return FrameBatch(
+        batch.timestamps[index],
+        batch.ids[index],
+        batch.extended[index],
+        batch.lengths[index],
+        batch.data[index],
+    )
+
+
+# -- writers ---------------------------------------------------------------------------------------
+
+
+def candump_line(timestamp: float, can_id: int, extended: bool, data: bytes, channel: str) -> str:
+    ident = f"{can_id:08X}" if extended else f"{can_id:03X}"
+    return f"({timestamp:.6f}) {channel} {ident}#{data.hex().upper()}\n"
+
+
+def write_capture(
+    path: str, frames: Iterable[tuple[float, int, bool, bytes]], channel: str = "can0"
+) -> int:
+    """Write frames in the format the suffix names; returns the count.
+
+    ``.log``/``.txt``/``.candump`` (and stdin-like '-') get candump -L text from
+    here; other suffixes go through python-can's Logger. The file appears only
+    when complete: it is written beside and renamed.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    count = 0
+    if suffix in PYTHON_CAN_SUFFIXES:
+        import can
+
+        temporary = target.with_name(f".{target.stem}.partial{target.suffix}")
+        with can.Logger(str(temporary)) as logger:
+            for timestamp, can_id, extended, data in frames:
+                logger.on_message_received(
+                    can.Message(
+                        timestamp=timestamp,
+                        arbitration_id=can_id,
+                        is_extended_id=extended,
+                        data=data,
+                        channel=channel,
+                    )
+                )
+                count += 1
+        temporary.replace(target)
+        return count
+    temporary = target.with_name(f".{target.name}.partial")
+    with open(temporary, "w", encoding="ascii") as handle:
+        for timestamp, can_id, extended, data in frames:
+            handle.write(candump_line(timestamp, can_id, extended, data, channel))
+            count += 1
+    temporary.replace(target)
+    return count

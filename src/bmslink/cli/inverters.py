@@ -1,0 +1,186 @@
+"""``bmslink inverters [NAME]``: which profile, bit rate, menu setting and battery-port pinout an
+inverter family wants, with its known quirks.
+
+Plain text so it reads the same in a terminal, a pipe or a support forum post; ``--json`` for
+machines. Pinouts that are single-source or unknown always come with a "measure first" warning,
+because a wrong pin can put CAN_H on a supply line.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import NoReturn
+
+import typer
+
+from bmslink.registry import Inverter, Pinout, Registry, RegistryError, load_registry
+
+WIDTH = 100
+METER_HINT = (
+    "Check with a meter before connecting: against GND, with the bus active, CAN_H reads about "
+    "2.5-3.5 V and CAN_L about 1.5-2.5 V."
+)
+NO_PROFILE = "none: bmslink has no profile for this inverter"
+CONFIDENCE_TEXT = {
+    "documented": "documented (vendor manual)",
+    "community": "community (several public sources agree)",
+    "single-source": "single source only",
+    "unknown": "unknown (no public statement found)",
+}
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit (same contract as the other commands)."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _registry() -> Registry:
+    try:
+        return load_registry()
+    except RegistryError as exc:  # broken data or install: not the user's fault, exit 1
+        _fail(str(exc), code=1)
+
+
+def _pins_text(pins: tuple[int, ...]) -> str:
+    return "/".join(str(p) for p in pins) if pins else "?"
+
+
+def _bitrate_text(bitrate: int | None) -> str:
+    if bitrate is None:
+        return "-"
+    return f"{bitrate // 1000}k" if bitrate % 1000 == 0 else str(bitrate)
+
+
+def _table(inverters: list[Inverter]) -> str:
+    """One line per family; pins '?' = not known."""
+    header = ("NAME", "TITLE", "PROFILES", "BITRATE", "CAN_H", "CAN_L", "GND", "CONFIDENCE")
+    rows = [header]
+    for inv in inverters:
+        title = inv.title if len(inv.title) <= 44 else inv.title[:43] + "…"
+        pinout = inv.pinout
+        rows.append(
+            (
+                inv.name,
+                title,
+                ",".join(inv.profiles) if inv.profiles else "(none)",
+                _bitrate_text(inv.bitrate),
+                _pins_text(pinout.signal_pins("can_h")),
+                _pins_text(pinout.signal_pins("can_l")),
+                _pins_text(pinout.gnd),
+                pinout.confidence,
+            )
+        )
+    widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append("")
+    lines.append("'?' = pin not known. Details and sources: bmslink inverters NAME")
+    return "\n".join(lines)
+
+
+def _wrap(label: str, text: str, indent: int = 14) -> list[str]:
+    """``label`` padded to ``indent`` columns, then ``text`` wrapped to WIDTH."""
+    first = f"{label:<{indent}}"
+    return textwrap.wrap(
+        " ".join(text.split()),
+        width=WIDTH,
+        initial_indent=first,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
+
+
+def _pinout_lines(pinout: Pinout, what: str) -> list[str]:
+    lines = [f"{what} (RJ45 pins 1-8), confidence: {CONFIDENCE_TEXT[pinout.confidence]}"]
+    if pinout.known:
+        for pin, signal in pinout.pins().items():
+            lines.append(f"  pin {pin}  {signal}")
+        lines.append("  ('-' = no signal known on that pin; leave it unconnected)")
+    else:
+        lines.append("  no pin is known: find the manual or measure; do not guess")
+    if pinout.source:
+        lines.extend(_wrap("  source:", pinout.source))
+    if pinout.notes:
+        lines.extend(_wrap("  notes:", pinout.notes))
+    if pinout.needs_checking:
+        lines.extend(_wrap("  WARNING:", METER_HINT))
+    return lines
+
+
+def _detail(inv: Inverter) -> str:
+    lines = [f"{inv.name}: {inv.title}"]
+    if inv.aliases:
+        lines.extend(_wrap("aliases:", ", ".join(inv.aliases)))
+    lines.extend(_wrap("voltage:", "LV (48 V class)" if inv.voltage == "lv" else "HV"))
+    if inv.profiles:
+        lines.extend(_wrap("profiles:", ", ".join(inv.profiles)))
+        lines.extend(_wrap("recommended:", inv.recommended_profile or ""))
+    else:
+        lines.extend(_wrap("profiles:", NO_PROFILE))
+    if inv.rs485:
+        lines.extend(_wrap("RS485:", ", ".join(inv.rs485)))
+    bitrate = f"{inv.bitrate} bit/s" if inv.bitrate else "not stated by the sources"
+    lines.extend(_wrap("bit rate:", bitrate))
+    lines.extend(_wrap("setting:", inv.setting or "not known"))
+    lines.append("")
+    lines.extend(_pinout_lines(inv.pinout, "battery (BMS) port"))
+    lines.append("")
+    if inv.quirks:
+        lines.append("quirks:")
+        for quirk in inv.quirks:
+            label = quirk.code if quirk.value is None else f"{quirk.code} = {quirk.value}"
+            lines.extend(_wrap(f"  {label}:", quirk.text, indent=4 + len(label)))
+            lines.extend(_wrap("    source:", quirk.source, indent=12))
+    else:
+        lines.append("quirks:       none known")
+    lines.append("")
+    if inv.notes:
+        lines.extend(_wrap("notes:", inv.notes))
+    lines.extend(_wrap("source:", inv.source))
+    return "\n".join(lines)
+
+
+def inverters_command(
+    name: str | None = typer.Argument(
+        None, help="Inverter family or alias (e.g. deye-lv, victron); omit to list all."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list, or one object)."),
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="List only families that accept this bmslink profile."
+    ),
+) -> None:
+    """Inverter families: accepted profiles, bit rate, setting, battery-port pinout, quirks."""
+    registry = _registry()
+    if name is not None and profile is not None:
+        _fail("give an inverter NAME or --profile, not both")
+    if name is not None:
+        try:
+            inverter = registry.find_inverter(name)
+        except RegistryError as exc:
+            _fail(str(exc))
+        if as_json:
+            typer.echo(json.dumps(inverter.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            typer.echo(_detail(inverter))
+        return
+    inverters = list(registry.inverters)
+    if profile is not None:
+        try:
+            inverters = registry.inverters_for_profile(profile)
+        except RegistryError as exc:
+            _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps([inv.to_dict() for inv in inverters], indent=2, ensure_ascii=False))
+    elif not inverters:
+        typer.echo(f"no inverter family in the registry accepts profile {profile!r}")
+    else:
+        typer.echo(_table(inverters))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inverters")(inverters_command)

@@ -1,0 +1,1 @@
+"""Look at bus traffic like an expert: per-id statistics, profile detection, conformance."""
