@@ -260,14 +260,14 @@ def _parse_text_block(data: bytes, report: CaptureReport) -> FrameBatch:
     first = report.lines
     batch, kept, starts, ends = parse_candump_block(data)
     report.lines += len(starts)
+    rest = np.ones(len(starts), dtype=bool)
+    rest[kept] = False  # lines handled here, error frames included
     error_rows = batch.extended & ((batch.ids & _ERR_FLAG) != 0)
     if error_rows.any():
         report.error_frames += int(error_rows.sum())
         batch, kept = take(batch, ~error_rows), kept[~error_rows]
-    if len(kept) == len(starts):
+    if not rest.any():
         return batch
-    rest = np.ones(len(starts), dtype=bool)
-    rest[kept] = False
     slow: list[tuple[float | None, int, bool, bytes]] = []
     slow_rows: list[int] = []
     for index in np.flatnonzero(rest).tolist():

@@ -237,7 +237,7 @@ class Checker:
                         ),
                     )
 
-        def flag(code: str, key: str, bad: np.ndarray, message: str) -> None:
+        def flag(code: str, key: str, bad: np.ndarray, message: str, shown: str = "") -> None:
             hits = np.flatnonzero(bad)
             if len(hits):
                 row = rows[hits[0]]
@@ -245,7 +245,7 @@ class Checker:
                     f"{code} {key}",
                     Finding(
                         code,
-                        message.format(n=len(hits), value=float(values[key][hits[0]])),
+                        message.format(n=len(hits), value=float(values[shown or key][hits[0]])),
                         [_frame_evidence(spec, batch.timestamps[row], batch.payload(row))],
                     ),
                 )
@@ -261,7 +261,13 @@ class Checker:
                     )
             if "charge_voltage_v" in values:
                 cvl = values["charge_voltage_v"]
-                flag("cvl_zero", "cvl", cvl == 0, f"{spec.label}: CVL = 0 V in {{n}} frames")
+                flag(
+                    "cvl_zero",
+                    "cvl",
+                    cvl == 0,
+                    f"{spec.label}: CVL = 0 V in {{n}} frames",
+                    "charge_voltage_v",
+                )
                 self._keep_extreme(spec, batch, rows, "cvl", cvl, highest=True)
                 if "discharge_voltage_v" in values:
                     flag(
@@ -269,6 +275,7 @@ class Checker:
                         "dvl",
                         values["discharge_voltage_v"] >= cvl,
                         f"{spec.label}: DVL {{value:g}} V is not below CVL ({{n}} frames)",
+                        "discharge_voltage_v",
                     )
             if "cell_min_v" in values and "cell_max_v" in values:
                 flag(
@@ -276,6 +283,7 @@ class Checker:
                     "cells",
                     values["cell_min_v"] > values["cell_max_v"],
                     f"{spec.label}: min cell {{value:g}} V above the max cell ({{n}} frames)",
+                    "cell_min_v",
                 )
             if "temperature_c" in values:
                 t = values["temperature_c"]
@@ -284,6 +292,7 @@ class Checker:
                     "temperature",
                     (t < -40) | (t > 90),
                     f"{spec.label}: temperature {{value:g}} degC ({{n}} frames)",
+                    "temperature_c",
                 )
             if "voltage_v" in values:
                 self._track_extremes("voltage_v", values["voltage_v"])

@@ -696,6 +696,8 @@ class CompiledFrame:
         return fn
 
     def encode(self, state: BatteryState) -> bytes:
+        if not self.spec.emit:
+            raise EncodeError(f"{self.spec.label} {self.spec.name} is decoded, never sent")
         fn = self._encoder
         if fn is None:
             fn = self._encoder = self._generate_encoder()

@@ -146,6 +146,8 @@ def _encode_all(profile: Profile, state: BatteryState) -> dict[int, bytes | None
     state, _ = guard(state.merged(dict(profile.identity)), profile, None)
     out: dict[int, bytes | None] = {}
     for spec in profile.frames_from("battery"):
+        if not spec.emit:
+            continue
         try:
             out[id(spec)] = profile.encode_frame(spec, state)
         except EncodeError:
