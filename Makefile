@@ -25,6 +25,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/sim_speed.py
+	$(PY) benchmarks/detect.py
 
 clean:
 	rm -rf $(VENV)
