@@ -146,7 +146,9 @@ def test_firmware_and_capacity_frame():
     assert encode(0x250, state) == bytes.fromhex("0329 0066 0469 0209")
     got = fields(0x250, "0329 0066 00F0 0209")
     assert got["firmware"] == "3.29" and got["capacity_kwh"] == 24.0
-    assert "capacity_kwh" not in merge_fields(BatteryState(), [BYD.decode(0x250, bytes(8))]).to_dict()
+    assert (
+        "capacity_kwh" not in merge_fields(BatteryState(), [BYD.decode(0x250, bytes(8))]).to_dict()
+    )
 
 
 def test_fixed_identification_frame():
@@ -160,13 +162,11 @@ def test_identification_answers_the_identify_request_only():
     assert not response.matches(0x151, False, b"\x00GOODWE\x00")
     assert not response.matches(0x151, True, bytes([1]) + b"\x00" * 7)
     assert all(
-        s.period_s is None and not s.required
-        for i in response.frames
-        for s in BYD.specs_with_id(i)
+        s.period_s is None and not s.required for i in response.frames for s in BYD.specs_with_id(i)
     )
 
 
-def test_identification_frames_are_optional():
+def test_identification_frames_are_optional_but_periodic_ones_are_not():
     state = BatteryState(
         charge_voltage_v=403.2,
         discharge_voltage_v=300.8,
@@ -175,18 +175,27 @@ def test_identification_frames_are_optional():
         soc_pct=50,
         soh_pct=100,
         remaining_ah=140,
+        capacity_ah=280,
         voltage_v=403.2,
         current_a=0,
         temperature_c=20,
         cell_temp_max_c=21,
         cell_temp_min_c=19,
     )
-    result = BYD.encode_round(state)  # no capacity, no names
-    assert [s.label for s, _ in result.frames] == ["0x110", "0x190", "0x1D0", "0x210", "0x290"]
+    result = BYD.encode_round(state)  # no manufacturer, no product
+    assert [s.label for s, _ in result.frames] == [
+        "0x110",
+        "0x150",
+        "0x190",
+        "0x1D0",
+        "0x210",
+        "0x250",
+        "0x290",
+    ]
     skipped = [s.label for s, _ in result.skipped]
-    assert skipped == ["0x150", "0x250", "0x2D0", "0x3D0", "0x3D0", "0x3D0", "0x3D0"]
-    with pytest.raises(EncodeError, match="capacity_ah is missing"):
-        BYD.encode(state)
+    assert skipped == ["0x2D0", "0x3D0", "0x3D0", "0x3D0", "0x3D0"]
+    with pytest.raises(EncodeError, match="0x150 states: capacity_ah is missing"):
+        BYD.encode_round(state.merged({"capacity_ah": None}))
 
 
 # -- inverter frames ------------------------------------------------------------------------------

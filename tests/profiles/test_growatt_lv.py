@@ -59,9 +59,12 @@ def test_faults_frame_is_diagnostic():
     assert encode(0x312, state) == bytes.fromhex("00000000 02 0000 10")
     assert encode(0x312, BatteryState()) == bytes.fromhex("00000000 01 0000 00")
     got = fields(0x312, "00010203 01 AABB 10")
-    assert got == {"fault_bits": 0x00010203, "pack_number": 1, "manufacturer_code": 0xAABB}.__or__(
-        {"cell_count": 16}
-    )
+    assert got == {
+        "fault_bits": 0x00010203,
+        "pack_number": 1,
+        "manufacturer_code": 0xAABB,
+        "cell_count": 16,
+    }
     assert merge_fields(BatteryState(), [GROWATT.decode(0x312, bytes(8))]).to_dict() == {}
     assert GROWATT.carries_alarms is False
 
@@ -85,13 +88,15 @@ def test_measurements_big_endian_signed():
 def test_soh_unsafe_bit_is_not_part_of_the_soh():
     got = fields(0x313, "147B 0000 00F0 33 E3")  # 0xE3 = unsafe flag + 99 %
     assert got["soh_pct"] == 99 and got["soh_unsafe"] == 1
-    merged = merge_fields(BatteryState(), [GROWATT.decode(0x313, bytes.fromhex("147B000000F033E3"))])
+    merged = merge_fields(
+        BatteryState(), [GROWATT.decode(0x313, bytes.fromhex("147B000000F033E3"))]
+    )
     assert merged.soh_pct == 99.0
 
 
 def test_soh_outside_seven_bits_is_refused():
     state = BatteryState(voltage_v=52.0, current_a=0, cell_temp_max_c=20, soc_pct=50, soh_pct=130)
-    with pytest.raises(EncodeError, match="soh_pct=130 outside 0..127"):
+    with pytest.raises(EncodeError, match=r"soh_pct=130 outside 0\.\.127"):
         encode(0x313, state)
 
 

@@ -36,7 +36,7 @@ def test_battery_emulator_default_4210_payload():
 
 
 def test_send_group_1_id_decodes_like_group_0():
-    decoded = HV.decode(0x4211, bytes.fromhex("A509307 59D042E64".replace(" ", "")), True)
+    decoded = HV.decode(0x4211, bytes.fromhex("A50930759D042E64"), True)
     assert decoded.spec is HV.spec(0x4210, True)
     assert decoded.label == "0x4211"
     assert decoded.fields == fields(0x4210, "A5 09 30 75 9D 04 2E 64")
@@ -53,7 +53,9 @@ def test_ids_are_29_bit_only():
 
 
 def test_negative_current_and_temperature_use_the_offsets():
-    state = BatteryState(voltage_v=380.5, current_a=-12.5, temperature_c=-5.0, soc_pct=64, soh_pct=98)
+    state = BatteryState(
+        voltage_v=380.5, current_a=-12.5, temperature_c=-5.0, soc_pct=64, soh_pct=98
+    )
     # 3805 = 0x0EDD; (-12.5 + 3000) x 10 = 29875 = 0x74B3; (-5.0 + 100) x 10 = 950 = 0x03B6
     assert encode(0x4210, state) == bytes.fromhex("DD0E B374 B603 40 62")
     assert fields(0x4210, "DD0E B374 B603 40 62") == {
@@ -168,7 +170,9 @@ def test_cell_temperatures_with_offset():
 def test_module_temperatures_are_sent_as_the_cell_extremes_and_stay_diagnostic():
     state = BatteryState(cell_temp_max_c=31.5, cell_temp_min_c=-5.0)
     assert encode(0x4270, state) == bytes.fromhex("2305 B603 0000 0000")
-    merged = merge_fields(BatteryState(), [HV.decode(0x4270, bytes.fromhex("2305B60305000100"), True)])
+    merged = merge_fields(
+        BatteryState(), [HV.decode(0x4270, bytes.fromhex("2305B60305000100"), True)]
+    )
     assert merged.to_dict() == {}
 
 
@@ -248,9 +252,7 @@ def test_module_info_default_payload():
         "voltage_level_v": 384,
         "installed_capacity_ah": 37.0,
     }
-    state = BatteryState(
-        cells_v=[3.3] * 8, modules=2, voltage_v=26.4, installed_capacity_ah=100.0
-    )
+    state = BatteryState(cells_v=[3.3] * 8, modules=2, voltage_v=26.4, installed_capacity_ah=100.0)
     assert encode(0x7320, state) == bytes.fromhex("0800 02 04 1A00 6400")
 
 
