@@ -107,3 +107,24 @@ def test_table_errors_are_caught_when_the_profile_is_built():
         Profile("bad", "bad", (FrameSpec(1, "x", 8, "battery", (Num("soc_pct", 7, 2),)),))
     with pytest.raises(ValueError, match="duplicate frame 0x001"):
         Profile("bad", "bad", (FrameSpec(1, "x", 8, "battery"), FrameSpec(1, "y", 8, "battery")))
+
+
+def test_directed_rounding_follows_the_physical_value_with_a_negative_scale():
+    """A limit sent as (offset - value) must still never leave above what was allowed."""
+    spec = FrameSpec(
+        0x20,
+        "neg",
+        length=4,
+        sender="battery",
+        fields=(
+            Num("discharge_current_a", 0, 2, scale=-0.1, offset=3000.0, rounding="down"),
+            Num("discharge_voltage_v", 2, 2, scale=-0.1, offset=3000.0, rounding="up"),
+        ),
+    )
+    profile = Profile("neg", "neg", (spec,))
+    data = profile.encode_frame(
+        spec, BatteryState(discharge_current_a=50.05, discharge_voltage_v=46.01)
+    )
+    got = profile.decode(0x20, data).fields
+    assert got["discharge_current_a"] == 50.0
+    assert got["discharge_voltage_v"] == 46.1

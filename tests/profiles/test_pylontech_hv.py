@@ -116,11 +116,6 @@ def test_limits_round_toward_safety():
     assert got["charge_current_a"] == 25.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="base.py rounds the raw count, not the physical value: with DCL's negative scale "
-    "rounding='down' raises the current (reported to the owner)",
-)
 def test_dcl_rounds_down_in_amperes():
     state = LIMITS.merged({"discharge_current_a": 50.05})
     assert fields(0x4220, encode(0x4220, state).hex())["discharge_current_a"] == 50.0

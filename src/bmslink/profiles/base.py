@@ -756,10 +756,14 @@ class CompiledFrame:
                 scaled = base if divisor == 1 else f"{base} * {divisor}"
             else:
                 scaled = f"{base} / {f.scale!r}"
-            # 1e-6 of a step absorbs float error: 53.2 * 10 is 531.9999999999999
-            if f.rounding == "down":
+            # Directed rounding is about the physical value: with a negative scale
+            # (Pylon HV DCL) a smaller raw count is a *larger* current, so the
+            # raw direction flips. 1e-6 of a step absorbs float error:
+            # 53.2 * 10 is 531.9999999999999.
+            raw_down = (f.rounding == "down") == (f.scale > 0)
+            if f.rounding != "nearest" and raw_down:
                 body.append(f"{var} = floor({scaled} + 1e-6)")
-            elif f.rounding == "up":
+            elif f.rounding != "nearest":
                 body.append(f"{var} = ceil({scaled} - 1e-6)")
             else:
                 body.append(f"{var} = round({scaled})")
