@@ -242,3 +242,15 @@ def test_profiles_command_lists_every_profile():
 
 def test_can_is_importable_for_log_formats():
     assert can.LogReader is not None
+
+
+def test_cvl_zero_is_seen_on_victron_where_the_table_reads_raw_zero_as_absent():
+    frames = [(t, i, e, bytes(2) + d[2:] if i == 0x351 else d) for t, i, e, d in traffic(VICTRON)]
+    assert codes(frames, VICTRON, inverter="victron")["cvl_zero"].severity == "error"
+    assert "cvl_zero" not in codes(traffic(VICTRON), VICTRON, inverter="victron")
+
+
+def test_extended_ids_on_a_victron_bus_are_flagged_from_the_registry_quirk():
+    extra = (1_700_000_001.0, 0x4210, True, bytes(8))
+    assert "extended_ids_ignored" in codes([*traffic(), extra], inverter="victron")
+    assert "extended_ids_ignored" not in codes([*traffic(), extra], inverter="deye-lv")

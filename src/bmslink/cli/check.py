@@ -8,7 +8,7 @@ import typer
 
 from bmslink.capture import CaptureError, CaptureReport, read_capture
 from bmslink.cli.common import fail, profile_or_exit
-from bmslink.diagnose.check import check_batches, infer_cells
+from bmslink.diagnose.check import check_batches
 
 
 def check_command(
@@ -43,7 +43,7 @@ def check_command(
     except CaptureError as exc:
         fail(str(exc))
     if cells is None:  # the cell-count rules are decided after the pass, from extremes
-        checker.cells = infer_cells(chosen, checker)
+        checker.cells = checker.assumed_cells()
     findings = checker.findings(stats, report)
     errors = sum(f.severity == "error" for f in findings)
     if as_json:

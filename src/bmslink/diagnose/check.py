@@ -17,6 +17,7 @@ import numpy as np
 
 from bmslink.capture import CaptureReport, FrameBatch
 from bmslink.diagnose.stats import CaptureStats
+from bmslink.errors import DecodeError
 from bmslink.profiles.base import FrameSpec, Num, Profile, assemble
 from bmslink.profiles.vector import decode_columns, raw_column
 
@@ -185,7 +186,6 @@ class Checker:
         self._specs = [s for s in profile.frames_from("battery")]
         self._first: dict[str, Finding] = {}  # one finding per code and subject
         self._series: dict[str, _Series] = {}
-        self._extremes: dict[str, tuple[float, float]] = {}
         self._extreme_frames: dict[str, tuple[float, str, dict[str, Any]]] = {}
 
     def _once(self, key: str, finding: Finding) -> None:
@@ -222,6 +222,20 @@ class Checker:
             )
         values = decode_columns(spec, data, lengths)
         for f in spec.fields:
+            if isinstance(f, Num) and f.key == "charge_voltage_v" and not f.offset:
+                # the raw count, not the decoded value: Victron's table reads a raw 0 as
+                # "no CVL", yet a 0 on the wire is exactly what this rule is about
+                zero = np.flatnonzero((raw_column(spec, f, data) == 0) & (lengths >= f.end))
+                if len(zero):
+                    row = rows[zero[0]]
+                    self._once(
+                        "cvl_zero cvl",
+                        Finding(
+                            "cvl_zero",
+                            f"{spec.label}: CVL = 0 V in {len(zero)} frames",
+                            [_frame_evidence(spec, batch.timestamps[row], batch.payload(row))],
+                        ),
+                    )
             if isinstance(f, Num) and (f.magnitude or f.non_negative) and f.signed:
                 raw = raw_column(spec, f, data)
                 negative = np.flatnonzero((raw < 0) & (lengths >= f.end))
@@ -261,13 +275,6 @@ class Checker:
                     )
             if "charge_voltage_v" in values:
                 cvl = values["charge_voltage_v"]
-                flag(
-                    "cvl_zero",
-                    "cvl",
-                    cvl == 0,
-                    f"{spec.label}: CVL = 0 V in {{n}} frames",
-                    "charge_voltage_v",
-                )
                 self._keep_extreme(spec, batch, rows, "cvl", cvl, highest=True)
                 if "discharge_voltage_v" in values:
                     flag(
@@ -295,14 +302,13 @@ class Checker:
                     "temperature_c",
                 )
             if "voltage_v" in values:
-                self._track_extremes("voltage_v", values["voltage_v"])
                 self._keep_extreme(spec, batch, rows, "voltage_max", values["voltage_v"], True)
                 self._keep_extreme(spec, batch, rows, "voltage_min", values["voltage_v"], False)
         for key in ("charge_current_a", "discharge_current_a", "charge_enable", "discharge_enable"):
             if key in values:
                 self._series.setdefault(key, _Series()).add(times, values[key])
         if "soc_pct" in values:
-            self._track_extremes("soc_pct", values["soc_pct"])
+            self._keep_extreme(spec, batch, rows, "soc_max", values["soc_pct"], True)
 
     def _keep_extreme(
         self,
@@ -324,12 +330,13 @@ class Checker:
             evidence = _frame_evidence(spec, batch.timestamps[row], batch.payload(row))
             self._extreme_frames[name] = (value, spec.label, evidence)
 
-    def _track_extremes(self, key: str, values: np.ndarray) -> None:
-        if np.isnan(values).all():
-            return
-        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-        old = self._extremes.get(key)
-        self._extremes[key] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    def assumed_cells(self) -> int | None:
+        """16S for a 48 V LFP pack (the common DIY build); None for HV, which needs --cells."""
+        low = self._extreme_frames.get("voltage_min")
+        high = self._extreme_frames.get("voltage_max")
+        if self.profile.voltage_class == "lv" and low and high and low[0] >= 40 and high[0] <= 62:
+            return 16
+        return None
 
     # -- after the last batch ----------------------------------------------------------------------
 
@@ -513,10 +520,12 @@ class Checker:
         negative = next((f for f in self._first.values() if f.code == "dcl_negative"), None)
         if negative is not None and inverter.quirk("dcl_positive") is not None:
             negative.severity = "error"
-        soc = self._extremes.get("soc_pct")
-        if inverter.quirk("stops_charging_at_full_soc") is not None and soc and soc[1] >= 100:
-            out.append(Finding("full_soc_stops_charging", f"{name}: SoC reached {soc[1]:g} %"))
-        if inverter.quirk("ignores_extended_ids") is not None or name.startswith("victron"):
+        soc = self._extreme_frames.get("soc_max")
+        if inverter.quirk("stops_charging_at_full_soc") is not None and soc and soc[0] >= 100:
+            out.append(
+                Finding("full_soc_stops_charging", f"{name}: SoC reached {soc[0]:g} %", [soc[2]])
+            )
+        if inverter.quirk("ignores_extended_ids") is not None:
             extended = sorted(s.label for s in stats.ids.values() if s.extended)
             if extended:
                 out.append(Finding("extended_ids_ignored", f"{' '.join(extended[:6])}"))
@@ -530,20 +539,12 @@ class Checker:
             for payload in s.payloads:
                 try:
                     decoded = self.profile.decode(spec.id, payload, spec.extended)
-                except Exception:
+                except DecodeError:
                     continue
                 maker = assemble([(decoded.spec, decoded.fields)]).get("manufacturer")
                 if maker:
                     return str(maker)
         return None
-
-
-def infer_cells(profile: Profile, checker: Checker) -> int | None:
-    """16S for a 48 V LFP pack (the common DIY build); None for HV, which needs --cells."""
-    volts = checker._extremes.get("voltage_v")
-    if profile.voltage_class == "lv" and volts and volts[0] >= 40 and volts[1] <= 62:
-        return 16
-    return None
 
 
 def check_batches(

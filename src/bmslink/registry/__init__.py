@@ -98,6 +98,7 @@ QUIRK_CODES: Final[Mapping[str, QuirkSpec]] = {
     "battery_timeout_s": QuirkSpec(
         "the inverter faults or stops after `value` seconds without battery frames", "number"
     ),
+    "ignores_extended_ids": QuirkSpec("the inverter ignores extended (29-bit) frames"),
     "needs_own_can_channel": QuirkSpec(
         "the inverter must have a CAN channel of its own (it faults on other traffic)"
     ),
