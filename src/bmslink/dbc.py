@@ -205,7 +205,7 @@ def _message(specs: list[FrameSpec], can_id: int) -> Message:
 def _by_id(frames: Iterable[FrameSpec]) -> dict[tuple[int, bool], list[FrameSpec]]:
     grouped: dict[tuple[int, bool], list[FrameSpec]] = {}
     for spec in frames:
-        for can_id in (spec.id, *spec.alt_ids):
+        for can_id in spec.wire_ids:
             grouped.setdefault((can_id, spec.extended), []).append(spec)
     return grouped
 

@@ -195,7 +195,7 @@ class Checker:
         keys = batch.ids.astype(np.int64) | (batch.extended.astype(np.int64) << 32)
         for spec in self._specs:
             mask = np.zeros(len(batch), dtype=bool)
-            for can_id in (spec.id, *spec.alt_ids):
+            for can_id in spec.wire_ids:
                 mask |= keys == (can_id | (int(spec.extended) << 32))
             if spec.mux is not None:
                 mask &= batch.data[:, spec.mux[0]] == spec.mux[1]
@@ -364,7 +364,7 @@ class Checker:
         out: list[Finding] = []
         battery_seen = False
         for spec in self._specs:
-            seen = [stats.ids.get((i, spec.extended)) for i in (spec.id, *spec.alt_ids)]
+            seen = [stats.ids.get((i, spec.extended)) for i in spec.wire_ids]
             present = [s for s in seen if s is not None]
             if not present:
                 if spec.required and spec.emit:
@@ -405,13 +405,10 @@ class Checker:
         if not battery_seen:
             return [Finding("battery_silent", f"no battery frame of {profile.name} in the capture")]
         outgoing = [s for s in profile.frames_from("inverter") if s.emit]
-        if outgoing and not any(
-            (i, s.extended) in stats.ids for s in outgoing for i in (s.id, *s.alt_ids)
-        ):
+        if outgoing and not any((i, s.extended) in stats.ids for s in outgoing for i in s.wire_ids):
             names = " ".join(s.label for s in outgoing)
             out.append(Finding("no_inverter_keepalive", f"none of {names} from the inverter"))
-        known = {(i, s.extended) for s in profile.frames for i in (s.id, *s.alt_ids)}
-        unknown = sorted(s.label for key, s in stats.ids.items() if key not in known)
+        unknown = sorted(s.label for key, s in stats.ids.items() if key not in profile.by_wire_id)
         if unknown:
             out.append(Finding("unknown_ids", f"{len(unknown)} ids: {' '.join(unknown[:10])}"))
         return out

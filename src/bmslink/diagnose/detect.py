@@ -70,14 +70,6 @@ class Detection:
         }
 
 
-def _known(profile: Profile) -> dict[tuple[int, bool], FrameSpec]:
-    out: dict[tuple[int, bool], FrameSpec] = {}
-    for spec in profile.frames:
-        for can_id in (spec.id, *spec.alt_ids):
-            out.setdefault((can_id, spec.extended), spec)
-    return out
-
-
 def _plausible(values: dict[str, Any]) -> bool:
     """Values a real battery could send; catches a profile reading another's bytes."""
     soc = values.get("soc_pct")
@@ -97,7 +89,7 @@ def _plausible(values: dict[str, Any]) -> bool:
 
 
 def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
-    known = _known(profile)
+    known = profile.by_wire_id
     evidence: list[str] = []
     total = max(stats.frames, 1)
     explained = [s for key, s in stats.ids.items() if key in known]
@@ -109,9 +101,7 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
         evidence.append(f"ids it does not know: {' '.join(unknown[:8])}")
 
     regular = [s for s in profile.frames_from("battery") if s.emit and s.required]
-    seen_regular = [
-        s for s in regular if any((i, s.extended) in stats.ids for i in (s.id, *s.alt_ids))
-    ]
+    seen_regular = [s for s in regular if any((i, s.extended) in stats.ids for i in s.wire_ids)]
     coverage = len(seen_regular) / len(regular) if regular else 0.0
     evidence.append(f"{len(seen_regular)}/{len(regular)} of its required battery frames seen")
 

@@ -40,8 +40,8 @@ ByteOrder = Literal["little", "big"]
 Sender = Literal["battery", "inverter"]
 Derive = Callable[[BatteryState], Any]
 
-_INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h", (4, False): "I"}
-_INT_CODES[(4, True)] = "i"
+INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h", (4, False): "I"}
+INT_CODES[(4, True)] = "i"
 
 
 def _decimal_places(value: float) -> int:
@@ -88,7 +88,7 @@ class Num:
     doc: str = ""
 
     def __post_init__(self) -> None:
-        if (self.size, self.signed) not in _INT_CODES:
+        if (self.size, self.signed) not in INT_CODES:
             raise ValueError(f"{self.key}: unsupported width {self.size} bytes")
         if self.absent_as_invalid and self.invalid is None:
             raise ValueError(f"{self.key}: absent_as_invalid needs an invalid marker")
@@ -348,6 +348,11 @@ class FrameSpec:
     def label(self) -> str:
         return format_id(self.id, self.extended)
 
+    @property
+    def wire_ids(self) -> tuple[int, ...]:
+        """Every id this frame is seen with: its own and the alternates."""
+        return (self.id, *self.alt_ids)
+
     @cached_property
     def parts(self) -> dict[str, tuple[str, int, int, str]]:
         """Decoded key -> (state key, part index, part size, kind) for multi-frame values."""
@@ -421,7 +426,7 @@ def _struct_format(nums: Iterable[Num], length: int, order: ByteOrder) -> str:
             raise ValueError(f"{f.key}: overlaps the previous field")
         if f.start > pos:
             parts.append(f"{f.start - pos}x")
-        parts.append(_INT_CODES[(f.size, f.signed)])
+        parts.append(INT_CODES[(f.size, f.signed)])
         pos = f.end
     if pos < length:
         parts.append(f"{length - pos}x")
@@ -666,7 +671,7 @@ class CompiledFrame:
                 elif isinstance(o, Bits):
                     items.append(f"{o.key!r}: data[{o.byte}] >> {o.lsb} & {(1 << o.width) - 1}")
                 elif isinstance(o, Cells):
-                    code = _INT_CODES[(o.size, False)]
+                    code = INT_CODES[(o.size, False)]
                     prefix = "<" if spec.byteorder == "little" else ">"
                     env[f"cells_{i}"] = struct.Struct(f"{prefix}{o.count}{code}").unpack_from
                     divisor = _integer_divisor(o.scale)
@@ -857,7 +862,7 @@ class CompiledFrame:
                 lines.append(require("v", o.key))
                 lines.append(f"    buf[{o.byte}] |= (v & {mask}) << {o.lsb}")
             elif isinstance(o, Cells):
-                code = _INT_CODES[(o.size, False)]
+                code = INT_CODES[(o.size, False)]
                 prefix = "<" if spec.byteorder == "little" else ">"
                 env[f"pack_cells_{i}"] = struct.Struct(f"{prefix}{o.count}{code}").pack_into
                 divisor = _integer_divisor(o.scale)
@@ -949,7 +954,7 @@ class Profile:
         for spec in self.frames:
             compiled = CompiledFrame(spec)
             self._by_spec[id(spec)] = compiled
-            for can_id in (spec.id, *spec.alt_ids):
+            for can_id in spec.wire_ids:
                 key = _frame_key(can_id, spec.extended)
                 existing = self._compiled.get(key)
                 if spec.mux is None:
@@ -981,6 +986,15 @@ class Profile:
                 raise ValueError(f"{self.name}: response to {response.request:#x} names {missing}")
         if not self.bitrates:
             self.bitrates = (self.bitrate,)
+
+    @cached_property
+    def by_wire_id(self) -> dict[tuple[int, bool], FrameSpec]:
+        """(id, extended) -> frame for every id on the wire (the first of a multiplexed id)."""
+        out: dict[tuple[int, bool], FrameSpec] = {}
+        for spec in self.frames:
+            for can_id in spec.wire_ids:
+                out.setdefault((can_id, spec.extended), spec)
+        return out
 
     def frames_from(self, sender: Sender) -> tuple[FrameSpec, ...]:
         return tuple(s for s in self.frames if s.sender == sender)

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bmslink.profiles.base import Coded, Flag, FrameSpec, Num
-
-_DTYPES = {(1, False): "u1", (1, True): "i1", (2, False): "u2", (2, True): "i2"}
-_DTYPES.update({(4, False): "u4", (4, True): "i4"})
+from bmslink.profiles.base import INT_CODES, Coded, Flag, FrameSpec, Num
 
 
 def raw_column(spec: FrameSpec, f: Num, data: np.ndarray) -> np.ndarray:
     """The raw integers of ``f`` in every 8-byte row of ``data``, signed as on the wire."""
     order = "<" if (f.byteorder or spec.byteorder) == "little" else ">"
-    dtype = np.dtype(order + _DTYPES[(f.size, f.signed)])
+    dtype = np.dtype(order + INT_CODES[(f.size, f.signed)])  # struct codes numpy reads
     window = np.ascontiguousarray(data[:, f.start : f.end])
     return window.view(dtype).reshape(-1).astype(np.int64)
 

@@ -93,6 +93,7 @@ def profile_traffic(
     outgoing = [s for s in profile.frames_from("inverter") if s.emit and s.period_s is not None]
     encoded: dict[int, bytes | None] = {}
     encoded_second = -1
+    state = BatteryState()
     queue: list[tuple[float, int, int, FrameSpec]] = []
     sequence = 0
 
@@ -115,11 +116,12 @@ def profile_traffic(
         if spec.period_s is not None:
             schedule(at + spec.period_s + rng.uniform(-jitter_s, jitter_s), spec)
         second = int(at)
-        if second != encoded_second:
+        if second != encoded_second:  # the state moves once a second; so do the payloads
             encoded_second = second
-            encoded = _encode_all(profile, state_at(float(second)))
+            state = state_at(float(second))
+            encoded = _encode_all(profile, state)
         if spec.sender == "inverter":
-            data = _inverter_payload(profile, spec, state_at(float(second)))
+            data = _inverter_payload(profile, spec, state)
             if data is None:
                 continue
             heard_inverter = True
