@@ -161,3 +161,28 @@ def plausible_states(voltage_class: str = "lv") -> st.SearchStrategy[BatteryStat
             "warnings": ALARM_LISTS,
         }
     ).map(build)
+
+
+def good_state(**changes: Any) -> BatteryState:
+    """A complete, healthy 48 V state as a Pylontech battery reports it; ``changes`` override."""
+    base = dict(
+        voltage_v=53.1,
+        current_a=-12.3,
+        temperature_c=21.5,
+        soc_pct=64.0,
+        soh_pct=99.0,
+        charge_voltage_v=55.2,
+        charge_current_a=100.0,
+        discharge_current_a=120.0,
+        discharge_voltage_v=46.4,
+        charge_enable=True,
+        discharge_enable=True,
+        force_charge=False,
+        full_charge_request=False,
+        modules=1,
+        manufacturer="bmslink-sim",
+        alarms=[],
+        warnings=[],
+    )
+    base.update(changes)
+    return BatteryState(**base)

@@ -29,7 +29,7 @@ from bmslink.profiles.base import (
 )
 from bmslink.roles.battery import guard
 from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
-from strategies import plausible_states, states_for
+from strategies import good_state, plausible_states, states_for
 
 NAMES = sorted(PROFILES)
 
@@ -289,25 +289,7 @@ LV_FAMILY = ["pylontech", "givenergy", "solark-lv", "victron", "sma"]
 @pytest.mark.parametrize("target", [n for n in LV_FAMILY if n in PROFILES])
 def test_lv_family_translates_without_refusing(source, target):
     """Pylontech-style frames from a real battery reach any LV inverter profile."""
-    state = BatteryState(
-        voltage_v=53.1,
-        current_a=-12.3,
-        temperature_c=21.5,
-        soc_pct=64.0,
-        soh_pct=99.0,
-        charge_voltage_v=55.2,
-        charge_current_a=100.0,
-        discharge_current_a=120.0,
-        discharge_voltage_v=46.4,
-        charge_enable=True,
-        discharge_enable=True,
-        force_charge=False,
-        full_charge_request=False,
-        modules=2,
-        manufacturer="PYLON",
-        alarms=["high_temperature"],
-        warnings=[],
-    )
+    state = good_state(modules=2, manufacturer="PYLON", alarms=["high_temperature"])
     _, _, got = translate(PROFILES[source], PROFILES[target], state)
     for key in ("voltage_v", "current_a", "soc_pct", "charge_voltage_v", "charge_current_a"):
         assert getattr(got, key) == pytest.approx(getattr(state, key), abs=0.1), key

@@ -12,34 +12,11 @@ from bmslink.clock import ManualClock
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole, safety_escalation
-from bmslink.state import ALARM_NAMES, BatteryState
+from bmslink.state import ALARM_NAMES
+from strategies import good_state
 
 PYLON = get_profile("pylontech")
 _channels = itertools.count()
-
-
-def good_state(**changes) -> BatteryState:
-    base = dict(
-        voltage_v=53.1,
-        current_a=-12.3,
-        temperature_c=21.5,
-        soc_pct=64.0,
-        soh_pct=99.0,
-        charge_voltage_v=55.2,
-        charge_current_a=100.0,
-        discharge_current_a=120.0,
-        discharge_voltage_v=46.4,
-        charge_enable=True,
-        discharge_enable=True,
-        force_charge=False,
-        full_charge_request=False,
-        modules=1,
-        manufacturer="bmslink-sim",
-        alarms=[],
-        warnings=[],
-    )
-    base.update(changes)
-    return BatteryState(**base)
 
 
 @pytest.fixture
