@@ -6,9 +6,7 @@ import json
 
 import typer
 
-from bmslink.capture import CaptureError, CaptureReport, read_capture
 from bmslink.cli.common import fail, profile_or_exit
-from bmslink.diagnose.check import check_batches
 
 
 def check_command(
@@ -26,6 +24,9 @@ def check_command(
 
     Exit status 0 when there is no error (warnings allowed), 1 when there is one.
     """
+    from bmslink.capture import CaptureError, CaptureReport, read_capture  # numpy: load on use
+    from bmslink.diagnose.check import check_batches
+
     chosen = profile_or_exit(profile)
     family = None
     if inverter is not None:

@@ -6,10 +6,7 @@ import json
 
 import typer
 
-from bmslink.capture import CaptureError, CaptureReport, read_capture
 from bmslink.cli.common import fail
-from bmslink.diagnose.detect import detect
-from bmslink.diagnose.stats import gather
 
 
 def detect_command(
@@ -19,6 +16,10 @@ def detect_command(
     as_json: bool = typer.Option(False, "--json", help="JSON for machines."),
 ) -> None:
     """Name the most likely profile of captured traffic, with confidence and evidence."""
+    from bmslink.capture import CaptureError, CaptureReport, read_capture  # numpy: load on use
+    from bmslink.diagnose.detect import detect
+    from bmslink.diagnose.stats import gather
+
     report = CaptureReport(source)
     try:
         stats = gather(read_capture(source, report))

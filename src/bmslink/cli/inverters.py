@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from bmslink.registry import Inverter, Pinout, Registry, RegistryError, load_registry
+if TYPE_CHECKING:  # the registry (tomllib and the data) loads only when the command runs
+    from bmslink.registry import Inverter, Pinout, Registry
 
 WIDTH = 100
 METER_HINT = (
@@ -37,6 +38,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _registry() -> Registry:
+    from bmslink.registry import RegistryError, load_registry
+
     try:
         return load_registry()
     except RegistryError as exc:  # broken data or install: not the user's fault, exit 1
@@ -155,6 +158,8 @@ def inverters_command(
     ),
 ) -> None:
     """Inverter families: accepted profiles, bit rate, setting, battery-port pinout, quirks."""
+    from bmslink.registry import RegistryError
+
     registry = _registry()
     if name is not None and profile is not None:
         _fail("give an inverter NAME or --profile, not both")
