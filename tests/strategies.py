@@ -27,12 +27,15 @@ TEXT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
 
 def num_range(f: Num) -> tuple[float, float]:
-    """Physical values a field can carry (a negative scale flips the ends)."""
-    lo_raw, hi_raw = f.raw_min, f.raw_max
+    """Physical values a field can carry (a negative scale flips the ends).
+
+    Limits that must not be negative are bounded at 0 in physical terms: with an
+    offset or a negative scale (Pylon HV) a raw of 0 is not 0 A.
+    """
+    lo, hi = sorted((f.raw_min * f.scale + f.offset, f.raw_max * f.scale + f.offset))
     if f.magnitude or f.non_negative:
-        lo_raw = max(lo_raw, 0)
-    ends = sorted((lo_raw * f.scale + f.offset, hi_raw * f.scale + f.offset))
-    return ends[0], ends[1]
+        lo = max(lo, 0.0)
+    return lo, hi
 
 
 def num_values(fields: list[Num]) -> st.SearchStrategy[Any]:
@@ -46,28 +49,27 @@ def num_values(fields: list[Num]) -> st.SearchStrategy[Any]:
     step, offset = abs(finest.scale), finest.offset
     first = int(-(-(lo - offset) // step))
     last = int((hi - offset) // step)
-    invalid = {f.invalid_raw for f in fields if f.invalid is not None}
+    marked = [f for f in fields if f.invalid is not None]
 
     def physical(raw: int) -> Any:
         value = round(raw * step + offset, finest.decimals)
         return int(value) if finest.integer else value
 
     raws = st.integers(first, last)
-    if invalid:
+    if marked:
         # a value whose raw equals an invalid marker cannot be sent; keep clear of it
         raws = raws.filter(
             lambda r: all(
-                round((physical(r) - f.offset) / f.scale) != f.invalid_raw
-                for f in fields
-                if f.invalid is not None
+                round((physical(r) - f.offset) / f.scale) != f.invalid_raw for f in marked
             )
         )
     return raws.map(physical)
 
 
-def _versions() -> st.SearchStrategy[str]:
+def _versions(base: int = 16) -> st.SearchStrategy[str]:
+    """Version texts as a field of ``base`` prints them (BYD/Victron hex, Pylon HV decimal)."""
     return st.tuples(st.integers(1, 0xFF), st.integers(0, 0xFF)).map(
-        lambda mm: f"{mm[0]:x}.{mm[1]:x}"
+        lambda mm: f"{mm[0]:x}.{mm[1]:x}" if base == 16 else f"{mm[0]}.{mm[1]}"
     )
 
 
@@ -96,7 +98,7 @@ def states_for(profile: Profile, sender: str = "battery") -> st.SearchStrategy[B
             elif isinstance(f, Cells):
                 cells = max(cells, f.count * (f.part + 1))
             elif isinstance(f, Version) and f.key in STATE_KEYS:
-                parts[f.key] = _versions()
+                parts[f.key] = _versions(f.base)
     for key, fields in nums.items():
         parts[key] = num_values(fields)
     for key, size in texts.items():
