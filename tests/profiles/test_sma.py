@@ -160,7 +160,16 @@ def test_low_bit_of_a_pair_means_active():
 
 
 def test_unsupported_and_reserved_pair_values_are_not_active():
-    assert fields(0x35A, "FF 00 FF 00 00 FF 00 FF") == {"alarms": [], "warnings": []}
+    # 0xFF reserved, 0x00 not supported: nothing reports, so nothing is known
+    assert fields(0x35A, "FF 00 FF 00 00 FF 00 FF") == {"alarms": None, "warnings": None}
+    # one pair reporting OK among unsupported ones: known, and nothing active
+    assert fields(0x35A, "02 00 FF 00 00 FF 00 02") == {"alarms": [], "warnings": []}
+
+
+def test_unknown_alarms_go_as_not_supported_never_as_ok():
+    data = SMA.encode_frame(SMA.by_wire_id[(0x35A, False)], BatteryState())
+    assert data == bytes(8)
+    assert fields(0x35A, data.hex()) == {"alarms": None, "warnings": None}
 
 
 def test_reserved_pairs_of_byte_3_and_7_are_ignored():
@@ -217,9 +226,11 @@ def test_every_alarm_name_at_once():
     assert encode(0x35A, state) == "55 55 55 01 55 55 55 01"
 
 
-def test_missing_alarms_refuse():
-    with pytest.raises(EncodeError, match="alarms is missing"):
-        encode(0x35A, BatteryState(warnings=[]))
+def test_missing_alarms_are_not_supported_while_known_warnings_are_ok():
+    data = bytes.fromhex(encode(0x35A, BatteryState(warnings=[])).replace(" ", ""))
+    assert data[:4] == bytes(4), "unknown alarms must not be sent as OK"
+    assert data[4:] != bytes(4)
+    assert SMA.decode(0x35A, data).fields == {"alarms": None, "warnings": []}
 
 
 # -- 0x35B, 0x35E, 0x35F, 0x00F --------------------------------------------------------------------

@@ -8,7 +8,8 @@ the byte layout of a protocol is written down exactly once. Field kinds:
 - :class:`Coded`: one byte whose values mean something (``0xAA`` = forbidden);
 - :class:`Bits`: a few bits holding a small status code (charging/idle);
 - :class:`AlarmBits`: one byte whose bits map to the contract's alarm names;
-- :class:`AlarmPairs`: one byte of SMA/Victron 2-bit pairs (1 = active, 2 = OK);
+- :class:`AlarmPairs`: one byte of SMA/Victron 2-bit pairs (1 = active, 2 = OK,
+  0 = not supported: absent alarms go out that way, and decode back as absent);
 - :class:`Text`: ASCII bytes (names), possibly one part of a text spread over frames;
 - :class:`Cells`: a run of cell voltages, possibly one part of the cell list;
 - :class:`Version`: two bytes printed as a version ("1.17");
@@ -213,7 +214,9 @@ class AlarmPairs:
 
     Pair ``i`` is bits 2i (low) and 2i+1: value 1 = active, 2 = OK, 0 = not
     supported, 3 = reserved. ``pairs`` names the supported pairs; the encoder
-    writes OK into each of them and "active" where the state has the alarm.
+    writes OK into each of them and "active" where the state has the alarm. A
+    state without alarm data is sent as "not supported" throughout (never as
+    OK), and a byte in which no pair reports decodes as absent.
     """
 
     target: Literal["alarms", "warnings"]
@@ -472,9 +475,19 @@ def _names_for_byte(bits: Mapping[int, str], value: int) -> tuple[str, ...]:
     return tuple(n for n in ALARM_NAMES if n in names)
 
 
-def _names_for_pairs(pairs: Mapping[int, str], value: int) -> tuple[str, ...]:
+def _names_for_pairs(pairs: Mapping[int, str], value: int) -> tuple[str, ...] | None:
+    """Active names; None when no pair reports at all (every one "not supported")."""
+    states = [value >> (2 * pair) & 3 for pair in pairs]
+    if not any(state in (1, 2) for state in states):
+        return None
     names = {name for pair, name in pairs.items() if value >> (2 * pair) & 3 == 1}
     return tuple(n for n in ALARM_NAMES if n in names)
+
+
+def _reported_union(*groups: tuple[str, ...] | None) -> list[str] | None:
+    """Alarm names from bytes that report; None if none of them does."""
+    reported = [g for g in groups if g is not None]
+    return _union(*reported) if reported else None
 
 
 def _cells(raws: Sequence[int], divisor: int) -> list[float]:
@@ -580,6 +593,7 @@ class CompiledFrame:
         env: dict[str, Any] = {
             "DecodeError": DecodeError,
             "_union": _union,
+            "_reported_union": _reported_union,
             "_cells": _cells,
             "_version": _version,
         }
@@ -623,15 +637,24 @@ class CompiledFrame:
                 if flag.byte < n:
                     items.append(f"{flag.key!r}: bool(data[{flag.byte}] & {1 << flag.bit})")
             targets: dict[str, list[str]] = {}
+            reporting_targets = {
+                a.target for a in self.alarm_bytes if isinstance(a, AlarmPairs) and a.byte < n
+            }
             for i, a in enumerate(self.alarm_bytes):
                 if a.byte < n:
                     if isinstance(a, AlarmBits):
-                        table = tuple(_names_for_byte(a.bits, v) for v in range(256))
+                        env[f"alarm_table_{i}"] = tuple(
+                            _names_for_byte(a.bits, v) for v in range(256)
+                        )
                     else:
-                        table = tuple(_names_for_pairs(a.pairs, v) for v in range(256))
-                    env[f"alarm_table_{i}"] = table
+                        env[f"alarm_table_{i}"] = tuple(
+                            _names_for_pairs(a.pairs, v) for v in range(256)
+                        )
                     targets.setdefault(a.target, []).append(f"alarm_table_{i}[data[{a.byte}]]")
             for t_index, (target, lookups) in enumerate(targets.items()):
+                if target in reporting_targets:  # pairs can say "not supported": may be None
+                    items.append(f"{target!r}: _reported_union({', '.join(lookups)})")
+                    continue
                 if len(lookups) == 1:
                     items.append(f"{target!r}: list({lookups[0]})")
                     continue
@@ -817,7 +840,8 @@ class CompiledFrame:
             lines.append(f"    if v: buf[{flag.byte}] |= {1 << flag.bit}")
         for i, alarm in enumerate(self.alarm_bytes):
             lines.append(f"    names = state.{alarm.target}")
-            lines.append(require("names", alarm.target))
+            if not isinstance(alarm, AlarmPairs):
+                lines.append(require("names", alarm.target))
             if isinstance(alarm, AlarmBits):
                 masks = {
                     name: sum(1 << b for b in ((bits,) if isinstance(bits, int) else bits))
@@ -831,6 +855,8 @@ class CompiledFrame:
                 ok = sum(2 << (2 * pair) for pair in alarm.pairs)
                 env[f"write_{i}"] = {name: pair for name, pair in alarm.write.items()}
                 lines.append(f"    byte = {ok}")
+                # unknown alarms go as "not supported" pairs, never as "OK"
+                lines.append("    if names is None: names, byte = (), 0")
                 lines.append("    for name in names:")
                 lines.append(f"        pair = write_{i}.get(name)")
                 lines.append(
@@ -998,6 +1024,26 @@ class Profile:
 
     def frames_from(self, sender: Sender) -> tuple[FrameSpec, ...]:
         return tuple(s for s in self.frames if s.sender == sender)
+
+    @cached_property
+    def battery_keys(self) -> frozenset[str]:
+        """BatteryState keys the battery's frames carry: all an inverter of this profile learns.
+
+        A key outside this set (Growatt's DVL, Victron's enable flags) is not part of
+        the protocol; one inside it that was not received is missing.
+        """
+        keys: set[str] = set()
+        for spec in self.frames_from("battery"):
+            if not spec.emit:
+                continue
+            for f in spec.fields:
+                if isinstance(f, AlarmBits | AlarmPairs):
+                    keys.add(f.target)
+                elif isinstance(f, Flag):
+                    keys.add(f.into or f.key)
+                elif f.key in STATE_KEYS:
+                    keys.add(f.key)
+        return frozenset(keys)
 
     def spec(self, can_id: int, extended: bool = False) -> FrameSpec | None:
         """The frame with this id (the first of a multiplexed group), or None."""
