@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from bmslink.profiles.base import (
     AlarmBits,
     AlarmPairs,
+    Bits,
     Cells,
     Coded,
     Flag,
@@ -99,6 +100,8 @@ def states_for(profile: Profile, sender: str = "battery") -> st.SearchStrategy[B
                 cells = max(cells, f.count * (f.part + 1))
             elif isinstance(f, Version) and f.key in STATE_KEYS:
                 parts[f.key] = _versions(f.base)
+            elif isinstance(f, Bits) and f.key in STATE_KEYS:  # a state value in a few bits
+                parts[f.key] = st.integers(0, (1 << f.width) - 1).map(float)
     for key, fields in nums.items():
         parts[key] = num_values(fields)
     for key, size in texts.items():
@@ -106,7 +109,18 @@ def states_for(profile: Profile, sender: str = "battery") -> st.SearchStrategy[B
     if cells:
         mv = st.integers(2000, 4200).map(lambda v: v / 1000)
         parts["cells_v"] = st.lists(mv, min_size=1, max_size=cells)
-    return st.fixed_dictionaries(parts).map(lambda d: BatteryState(**d))
+    return st.fixed_dictionaries(parts).map(lambda d: BatteryState(**_ordered(d)))
+
+
+ORDERED_PAIRS = (("cell_min_v", "cell_max_v"), ("cell_temp_min_c", "cell_temp_max_c"))
+
+
+def _ordered(values: dict[str, Any]) -> dict[str, Any]:
+    """A minimum above its maximum is a state no battery reports (encoders refuse it)."""
+    for low, high in ORDERED_PAIRS:
+        if low in values and high in values and values[low] > values[high]:
+            values[low], values[high] = values[high], values[low]
+    return values
 
 
 def plausible_states(voltage_class: str = "lv") -> st.SearchStrategy[BatteryState]:

@@ -111,7 +111,7 @@ def test_keep_going_skips_bad_lines_but_still_fails():
 def test_unknown_profile_is_a_usage_error():
     result = run("decode", "-p", "solarix", stdin="355#1A006400\n")
     assert result.exit_code == 2
-    assert "unknown profile 'solarix'; known: pylontech" in result.stderr
+    assert "unknown profile 'solarix'; known: byd-hvs, givenergy" in result.stderr
     assert result.stdout == ""
 
 

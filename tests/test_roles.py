@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from bmslink.clock import ManualClock
 from bmslink.limits import HardwareLimits
-from bmslink.profiles import get_profile
+from bmslink.profiles import PROFILES, get_profile
 from bmslink.roles import BatteryRole, InverterRole, safety_escalation
+from bmslink.roles.battery import guard
 from bmslink.state import ALARM_NAMES
 from strategies import good_state
 
@@ -357,3 +358,33 @@ def test_counts_survive_a_bounded_event_history(link):
     assert battery.halts == 5 and inverter.battery_lost_count == 5
     assert battery.last_halt_reason == "0x351 limits: charge_current_a is missing"
     assert battery.halted_reason is None
+
+
+LIMIT_OR_NONE = st.one_of(st.none(), st.integers(0, 2000).map(lambda v: v / 10))
+FLAG_OR_NONE = st.one_of(st.none(), st.booleans())
+
+
+@given(LIMIT_OR_NONE, LIMIT_OR_NONE, FLAG_OR_NONE, FLAG_OR_NONE, st.sampled_from(list(PROFILES)))
+def test_filled_enable_flags_never_allow_what_the_limits_forbid(ccl, dcl, charge, discharge, name):
+    """A source without enable flags (Victron, SMA) gets them from its limits, never more."""
+    state = good_state().merged(
+        {
+            "charge_current_a": ccl,
+            "discharge_current_a": dcl,
+            "charge_enable": charge,
+            "discharge_enable": discharge,
+            "modules": None,
+        }
+    )
+    out, _ = guard(state, PROFILES[name], None)
+    for flag, given_flag, limit in (
+        ("charge_enable", charge, out.charge_current_a),
+        ("discharge_enable", discharge, out.discharge_current_a),
+    ):
+        if given_flag is not None:
+            assert getattr(out, flag) is given_flag, "a flag the BMS sent was changed"
+        elif limit is None:
+            assert getattr(out, flag) is None, "a flag was invented without a limit"
+        else:
+            assert getattr(out, flag) is (limit > 0)
+    assert out.modules == 1

@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 from bmslink.errors import BmslinkError
-from bmslink.profiles import pylontech
+from bmslink.profiles import (
+    byd_hvs,
+    givenergy,
+    growatt_lv,
+    pylontech,
+    pylontech_hv,
+    sma,
+    solark_lv,
+    victron,
+)
 from bmslink.profiles.base import DecodedFrame, FrameSpec, Profile, merge_fields
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (pylontech.PROFILE,)}
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        pylontech.PROFILE,
+        givenergy.PROFILE,
+        sma.PROFILE,
+        victron.PROFILE,
+        solark_lv.PROFILE,
+        growatt_lv.PROFILE,
+        pylontech_hv.PROFILE,
+        byd_hvs.PROFILE,
+    )
+}
 
 
 class UnknownProfileError(BmslinkError, KeyError):

@@ -14,6 +14,8 @@ Before encoding, every state passes three guards: a CVL of 0 or below is
 refused (Victron discharges at full power on it), limits are clamped to the
 configured ``hardware`` ratings, and on profiles without alarm bits (BYD HVS)
 an alarm is expressed as a zero current limit so it still stops the inverter.
+Enable flags a source never sent follow the current limits, and a battery that
+does not count its modules is presented as one.
 
 Profiles differ in when frames go out, and the role follows the table: each
 frame on its own period (BYD: 2, 10 and 60 s), only in answer to an inverter
@@ -63,6 +65,28 @@ def safety_escalation(old: BatteryState | None, new: BatteryState) -> str | None
     return None
 
 
+def presented_defaults(state: BatteryState) -> tuple[BatteryState, list[str]]:
+    """Fill what a target profile needs but a source protocol never states.
+
+    Victron- and SMA-style batteries have no enable flags: a zero current limit
+    is how they stop the inverter, so an absent flag follows its limit (never
+    true without a limit above 0). A battery that does not count its modules is
+    presented as one module: the count is bmslink's own identity as the emulated
+    battery, not a measurement.
+    """
+    fill: dict[str, object] = {}
+    for flag, limit in (
+        ("charge_enable", "charge_current_a"),
+        ("discharge_enable", "discharge_current_a"),
+    ):
+        amps = getattr(state, limit)
+        if getattr(state, flag) is None and amps is not None:
+            fill[flag] = amps > 0
+    if state.modules is None:
+        fill["modules"] = 1
+    return (state.merged(fill) if fill else state), sorted(fill)
+
+
 def guard(
     state: BatteryState, profile: Profile, hardware: HardwareLimits | None
 ) -> tuple[BatteryState, list[str]]:
@@ -81,6 +105,7 @@ def guard(
     if not profile.carries_alarms:
         state, zeroed = limits_for_alarms(state)
         changed += zeroed
+    state, _ = presented_defaults(state)  # after the limits are final; not a safety change
     return state, changed
 
 
