@@ -123,6 +123,17 @@ def _char_signals(key: str, start: int, size: int) -> list[Signal]:
 
 
 def frame_signals(spec: FrameSpec) -> list[Signal]:
+    """The frame's signals; a name used twice (SMA's SOC and HiResSOC) gets ``_2``."""
+    signals = _field_signals(spec)
+    seen: dict[str, int] = {}
+    for signal in signals:
+        seen[signal.name] = seen.get(signal.name, 0) + 1
+        if seen[signal.name] > 1:
+            signal.name = f"{signal.name}_{seen[signal.name]}"
+    return signals
+
+
+def _field_signals(spec: FrameSpec) -> list[Signal]:
     signals: list[Signal] = []
     for f in spec.fields:
         if isinstance(f, Num):
