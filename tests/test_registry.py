@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from bmslink.cli.inverters import register
 from bmslink.errors import BmslinkError
+from bmslink.profiles import PROFILES
 from bmslink.registry import (
     CONFIDENCE_LEVELS,
-    KNOWN_PROFILES,
     QUIRK_CODES,
     Registry,
     RegistryError,
@@ -129,7 +129,7 @@ def test_every_family_is_findable(registry, name):
     inverter = registry.find_inverter(name)
     assert inverter.title
     assert inverter.source
-    assert set(inverter.profiles) <= set(KNOWN_PROFILES)
+    assert set(inverter.profiles) <= set(PROFILES)
 
 
 @pytest.mark.parametrize("name", BATTERIES)

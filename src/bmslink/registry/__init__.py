@@ -3,8 +3,9 @@ pinout and its known quirks.
 
 The facts live in ``inverters.toml`` (data, with a source for each); this module only loads and
 checks them, so a typo in the data fails loudly with the entry and key named instead of
-reaching a user as a wrong wiring instruction. Nothing here imports ``bmslink.profiles``: the
-profile names are a constant list (``KNOWN_PROFILES``) or passed in.
+reaching a user as a wrong wiring instruction. An entry may only name profiles bmslink has
+(``bmslink.profiles.PROFILES``, looked up when the registry is first loaded), or the names
+passed in.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from bmslink.errors import BmslinkError
 
 __all__ = [
     "CONFIDENCE_LEVELS",
-    "KNOWN_PROFILES",
     "PIN_SIGNALS",
     "QUIRK_CODES",
     "BatteryPort",
@@ -33,23 +33,19 @@ __all__ = [
     "RegistryError",
     "default_registry",
     "load_registry",
+    "registered_profiles",
 ]
 
 FILE_NAME: Final = "inverters.toml"
 SCHEMA_VERSION: Final = 1
 
-KNOWN_PROFILES: Final[tuple[str, ...]] = (
-    "pylontech",
-    "victron",
-    "sma",
-    "givenergy",
-    "pylontech-hv",
-    "byd-hvs",
-    "growatt-lv",
-    "solark-lv",
-)
-"""The bmslink CAN profile names an entry may list (kept here so the registry does not depend
-on the profile package)."""
+
+def registered_profiles() -> tuple[str, ...]:
+    """The profile names an entry may list: the profiles bmslink registers."""
+    from bmslink.profiles import PROFILES  # loaded on first use: the CLI starts faster
+
+    return tuple(PROFILES)
+
 
 CONFIDENCE_LEVELS: Final[tuple[str, ...]] = ("documented", "community", "single-source", "unknown")
 """How far a pinout can be trusted: vendor manual, several community sources that agree, one
@@ -296,7 +292,7 @@ class Registry:
 
     inverters: tuple[Inverter, ...]
     batteries: tuple[BatteryPort, ...]
-    known_profiles: tuple[str, ...] = KNOWN_PROFILES
+    known_profiles: tuple[str, ...] = field(default_factory=registered_profiles)
 
     def find_inverter(self, name: str) -> Inverter:
         """The inverter family called ``name`` (or one of its aliases)."""
@@ -347,13 +343,14 @@ def _suggest(wanted: str, keys: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def load_registry(
-    text: str | None = None, known_profiles: Iterable[str] = KNOWN_PROFILES
-) -> Registry:
-    """Parse and check registry TOML; ``None`` loads the shipped ``inverters.toml`` (cached)."""
-    profiles = tuple(known_profiles)
-    if text is None and profiles == KNOWN_PROFILES:
+def load_registry(text: str | None = None, known_profiles: Iterable[str] | None = None) -> Registry:
+    """Parse and check registry TOML; ``None`` loads the shipped ``inverters.toml`` (cached).
+
+    ``known_profiles`` defaults to the profiles bmslink registers.
+    """
+    if known_profiles is None and text is None:
         return default_registry()
+    profiles = registered_profiles() if known_profiles is None else tuple(known_profiles)
     if text is None:
         text = _shipped_text()
     return _parse(text, profiles)
@@ -362,7 +359,7 @@ def load_registry(
 @functools.cache
 def default_registry() -> Registry:
     """The shipped registry, parsed once per process."""
-    return _parse(_shipped_text(), KNOWN_PROFILES)
+    return _parse(_shipped_text(), registered_profiles())
 
 
 def _shipped_text() -> str:
