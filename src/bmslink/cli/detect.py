@@ -43,10 +43,17 @@ def detect_command(
             if result.runner_up is not None:
                 runner = result.runner_up
                 typer.echo(f"runner-up: {runner.profile} (score {runner.score:.2f})")
+                for line in runner.evidence:  # what tells the two apart
+                    if line not in best.evidence and not line.startswith(SHARED_PREFIXES):
+                        typer.echo(f"  - {line}")
         if report.bad_lines:
             typer.echo(f"skipped {report.bad_lines} unparsable lines; {report.errors[0]}", err=True)
     if result.best is None:
         raise typer.Exit(1)
+
+
+#: Evidence lines both candidates always have; only the differences are shown for the runner-up.
+SHARED_PREFIXES = ("29-bit ids present",)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,17 @@ from bmslink.errors import DecodeError
 from bmslink.profiles import PROFILES
 from bmslink.profiles.base import Const, FrameSpec, Profile, Text, assemble
 
-WEIGHTS = {"ids": 0.40, "coverage": 0.25, "lengths": 0.10, "periods": 0.10, "payloads": 0.15}
+WEIGHTS = {
+    "ids": 0.35,
+    "coverage": 0.20,
+    "lengths": 0.20,
+    "periods": 0.10,
+    "payloads": 0.10,
+    "markers": 0.05,  # a fixed marker ("PN", "VIC") seen: tells SMA from Victron on one frame
+}
+
+
+MISMATCH = "\x00mismatch"  # in a candidate's marker set: a marker it always sends was wrong
 
 
 @dataclass
@@ -109,13 +119,15 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
     period_scores: list[float] = []
     payload_scores: list[float] = []
     fields_seen: list[tuple[FrameSpec, dict[str, Any]]] = []
+    markers: set[str] = set()
     for s in explained:
         spec = known[(s.can_id, s.extended)]
         length = s.dominant_length
         if length == spec.length:
             length_scores.append(1.0)
         elif spec.accepted_min <= length <= 8 or spec.accept_any_payload:
-            length_scores.append(0.5)
+            length_scores.append(0.25)  # accepted, but not what this profile sends
+            evidence.append(f"{s.label} is {length} bytes; {profile.name} sends {spec.length}")
         else:
             length_scores.append(0.0)
             evidence.append(f"{s.label} is {length} bytes; {profile.name} expects {spec.length}")
@@ -123,7 +135,7 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
         if spec.period_s is not None and period is not None and period > 0:
             ratio = period / spec.period_s
             period_scores.append(1.0 if 0.7 <= ratio <= 1.4 else 0.3 if 0.4 <= ratio <= 2.5 else 0)
-        payload_scores.append(_payload_score(profile, s, spec, evidence, fields_seen))
+        payload_scores.append(_payload_score(profile, s, spec, evidence, fields_seen, markers))
     values = assemble(fields_seen)
     if fields_seen and not _plausible(values):
         payload_scores.append(0.0)
@@ -134,6 +146,8 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
         "lengths": sum(length_scores) / len(length_scores) if length_scores else 0.0,
         "periods": sum(period_scores) / len(period_scores) if period_scores else 0.5,
         "payloads": sum(payload_scores) / len(payload_scores) if payload_scores else 0.0,
+        # no marker among the frames seen is neutral, not evidence against
+        "markers": 0.0 if MISMATCH in markers else 1.0 if markers else 0.5 if explained else 0.0,
     }
     score = sum(WEIGHTS[k] * v for k, v in parts.items())
     extended = [s.label for s in stats.ids.values() if s.extended]
@@ -148,6 +162,7 @@ def _payload_score(
     spec: FrameSpec,
     evidence: list[str],
     fields_seen: list[tuple[FrameSpec, dict[str, Any]]],
+    markers: set[str],
 ) -> float:
     """Share of sampled payloads that decode, with bonuses for markers and names."""
     ok = 0
@@ -161,8 +176,15 @@ def _payload_score(
         for f in decoded.spec.fields:
             if isinstance(f, Const) and f.start + len(f.value) <= len(payload):
                 if payload[f.start : f.start + len(f.value)] != f.value:
-                    return 0.0  # a marker this profile always sends is wrong
-                evidence.append(f"{s.label} carries the marker {f.value.decode('latin-1')!r}")
+                    # a marker this profile always sends is wrong
+                    note = f"{s.label} lacks the marker {f.value.decode('latin-1')!r}"
+                    evidence.append(note)
+                    markers.add(MISMATCH)
+                    return 0.0
+                note = f"{s.label} carries the marker {f.value.decode('latin-1')!r}"
+                if note not in markers:
+                    markers.add(note)
+                    evidence.append(note)
             elif isinstance(f, Text) and f.key == "manufacturer" and decoded.fields.get(f.key):
                 text = decoded.fields[f.key]
                 note = f"{s.label} names the maker {text!r}"
@@ -190,5 +212,5 @@ def detect(stats: CaptureStats, profiles: dict[str, Profile] | None = None) -> D
     best = ranking[0]
     runner = ranking[1] if len(ranking) > 1 else None
     margin = best.score - (runner.score if runner else 0.0)
-    confidence = best.score * (0.5 + 0.5 * min(1.0, margin / 0.15))
+    confidence = best.score * (0.5 + 0.5 * min(1.0, margin / 0.10))
     return Detection(best, min(confidence, 1.0), runner, ranking, stats.frames, ids)
