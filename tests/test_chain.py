@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bmslink.cli.main import app
-from bmslink.sim.chain import Chain, ChainConfig
+from bmslink.profiles import PROFILES
+from bmslink.sim.chain import PACK_FOR_CLASS, Chain, ChainConfig
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,21 @@ def test_inverter_sees_what_the_bms_sent_through_can(sunny_day):
         assert s.seen.charge_enable == s.sent.charge_enable
         assert s.seen.alarms == s.sent.alarms
         assert s.seen.manufacturer == "PYLON"
+    assert summary.soc_error_max_pct < 5
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_carries_the_chain_through_noon_and_evening(name):
+    """Charge in the sun, discharge after it, over each profile's own frames and timing."""
+    config = ChainConfig(profile=name, hours=8.0, start_hour=11.0, start_soc_pct=50.0)
+    with Chain(config) as chain:
+        summary = chain.run()
+        assert chain.series_cells == PACK_FOR_CLASS[PROFILES[name].voltage_class][0]
+    assert summary.energy_in_kwh > 1 and summary.energy_out_kwh > 0.5, summary
+    assert summary.bms_cutoffs == 0
+    assert summary.decode_errors == 0 and summary.broadcast_halts == 0
+    assert summary.battery_lost_events == 0
+    assert summary.frames_sent == summary.frames_received > 0
     assert summary.soc_error_max_pct < 5
 
 
@@ -108,6 +124,31 @@ def test_demo_command_plain_progress_and_summary():
         "[day 1 03:00] ",
     ]
     assert "summary" in lines and any(line.strip().startswith("BMS cut-offs") for line in lines)
+
+
+@pytest.mark.parametrize("name", ["victron", "byd-hvs"])
+def test_demo_capture_is_real_traffic_that_detect_and_check_accept(tmp_path, name):
+    path = tmp_path / f"{name}.log"
+    args = ["demo", "-p", name, "--hours", "0.05", "--speed", "0", "--json", "--capture", str(path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    lines = path.read_text().splitlines()
+    assert len(lines) >= summary["frames_sent"] > 0  # the inverter's frames are in it too
+    detected = CliRunner().invoke(app, ["detect", "--json", str(path)])
+    assert json.loads(detected.stdout)["profile"] == name
+    checked = CliRunner().invoke(app, ["check", "-p", name, "--json", str(path)])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["errors"] == 0 and report["warnings"] == 0, report
+
+
+def test_demo_capture_into_a_missing_directory_is_refused_before_running(tmp_path):
+    target = tmp_path / "nope" / "bus.log"
+    result = CliRunner().invoke(app, ["demo", "--hours", "24", "--capture", str(target)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+    assert not target.parent.exists()
 
 
 def test_demo_live_view_renders():

@@ -346,7 +346,7 @@ def test_state_fills_every_reported_field() -> None:
     state = bms.state()
     for name in REPORTED:
         assert getattr(state, name) is not None, name
-    assert state.manufacturer == "ACME" and state.product == "SIM-16S280"
+    assert state.manufacturer == "ACME" and state.product == "SIM-16S280"  # n cells, Ah
     assert state.current_a == -30.0
     assert state.cells_v is not None and len(state.cells_v) == 16
     assert all(round(v, 3) == v for v in state.cells_v)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bmslink.sim.bms import SimBms
-from bmslink.sim.inverter import DVL_RESTART_MARGIN_V, LIMIT_NAMES, SimInverter
+from bmslink.sim.inverter import LIMIT_NAMES, SimInverter
 from bmslink.sim.pack import Pack
 from bmslink.state import BatteryState
 
@@ -95,15 +95,17 @@ def test_discharge_needs_every_discharge_field(override: dict[str, object]) -> N
 
 def test_dvl_stops_discharge_with_restart_hysteresis() -> None:
     inv = SimInverter()
+    assert inv.dvl_restart_margin_v == pytest.approx(2.0)  # 0.125 V per cell on 16S
+    margin = inv.dvl_restart_margin_v
     s = seen()
     assert inv.decide(s, 0.0, 1000.0, 46.3, 1.0) == 0.0
     assert inv.last_limit == "dvl"
     # the voltage recovers once the load is gone, but not enough to restart
-    assert inv.decide(s, 0.0, 1000.0, 46.4 + DVL_RESTART_MARGIN_V - 0.1, 1.0) == 0.0
+    assert inv.decide(s, 0.0, 1000.0, 46.4 + margin - 0.1, 1.0) == 0.0
     assert inv.last_limit == "dvl"
     # charging is still allowed while discharge is stopped
     assert inv.decide(s, 2000.0, 0.0, 47.0, 1.0) > 0.0
-    assert inv.decide(s, 0.0, 1000.0, 46.4 + DVL_RESTART_MARGIN_V, 1.0) < 0.0
+    assert inv.decide(s, 0.0, 1000.0, 46.4 + margin, 1.0) < 0.0
     assert inv.last_limit == "none"
 
 
@@ -243,3 +245,39 @@ def test_rejects_nonsense_configuration() -> None:
         SimInverter(rating_w=0.0)
     with pytest.raises(ValueError):
         SimInverter(cv_gain_a_per_v=-1.0)
+
+
+# -- what the protocol does not carry ----------------------------------------------------
+
+
+def test_a_flag_the_protocol_lacks_is_replaced_by_the_limit() -> None:
+    """Victron has no enable flags: a zero limit stops, a positive one allows."""
+    victron = SimInverter(
+        carried={
+            "charge_current_a",
+            "discharge_current_a",
+            "charge_voltage_v",
+            "discharge_voltage_v",
+        }
+    )
+    no_flags = seen(charge_enable=None, discharge_enable=None)
+    assert victron.decide(no_flags, 3000.0, 0.0, 52.0, 1.0) > 0.0
+    assert victron.decide(no_flags.merged({"charge_current_a": 0.0}), 3000.0, 0.0, 52.0, 1.0) == 0
+    assert victron.last_limit == "charge_disabled"
+    # where the protocol has the flag, not receiving it is a prohibition
+    assert SimInverter().decide(no_flags, 3000.0, 0.0, 52.0, 1.0) == 0.0
+
+
+def test_no_dvl_in_the_protocol_leaves_the_cut_off_to_the_bms() -> None:
+    growatt = SimInverter(
+        carried={
+            "charge_enable",
+            "discharge_enable",
+            "charge_current_a",
+            "discharge_current_a",
+            "charge_voltage_v",
+        }
+    )
+    no_dvl = seen(discharge_voltage_v=None)
+    assert growatt.decide(no_dvl, 0.0, 1000.0, 46.0, 1.0) < 0.0
+    assert SimInverter().decide(no_dvl, 0.0, 1000.0, 46.0, 1.0) == 0.0

@@ -8,8 +8,10 @@ stdout, progress then goes to stderr).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -18,6 +20,15 @@ from rich.live import Live
 from bmslink.cli.common import fail, profile_or_exit
 
 REFRESH_S = 0.125
+
+
+def check_capture_target(path: str) -> None:
+    """Refuse an unwritable capture path before the run, not after a simulated day."""
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        fail(f"--capture {path}: directory {parent} does not exist", code=2)
+    if not os.access(parent, os.W_OK):
+        fail(f"--capture {path}: directory {parent} is not writable", code=2)
 
 
 def demo_command(
@@ -29,8 +40,13 @@ def demo_command(
         help="Simulated seconds per wall second; 0 = as fast as possible.",
     ),
     profile: str = typer.Option("pylontech", "--profile", "-p", help="CAN profile on the link."),
-    step: float = typer.Option(
-        10.0, "--step", min=0.1, max=60.0, help="Simulated seconds per step (one CAN round each)."
+    step: float | None = typer.Option(
+        None,
+        "--step",
+        min=0.1,
+        max=60.0,
+        help="Simulated seconds per step, one CAN round each "
+        "(default 10; 1 with --capture, so the capture has the profile's real periods).",
     ),
     physics_dt: float = typer.Option(
         5.0, "--physics-dt", min=0.1, max=60.0, help="Simulated seconds per physics sub-step."
@@ -44,9 +60,15 @@ def demo_command(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live view or plain lines (default: live on a terminal)."
     ),
+    capture: str | None = typer.Option(
+        None,
+        "--capture",
+        help="Also write every frame of the link to this file (.log candump -L, .asc, .blf...).",
+    ),
 ) -> None:
     """Run the closed loop: sim pack + BMS -> battery role -> CAN -> inverter role -> inverter."""
     # python-can and the simulator load only for this command, not for every bmslink call
+    from bmslink.capture import write_capture
     from bmslink.sim.chain import Chain, ChainConfig
     from bmslink.views.chain import live_panel, progress_line, summary_lines, summary_panel
 
@@ -55,14 +77,17 @@ def demo_command(
         config = ChainConfig(
             profile=profile,
             hours=hours,
-            step_s=step,
+            step_s=step if step is not None else 1.0 if capture is not None else 10.0,
             physics_dt_s=physics_dt,
             start_soc_pct=start_soc,
             cloudiness=cloudiness,
             seed=seed,
+            record=capture is not None,
         )
     except ValueError as exc:
         fail(str(exc), code=2)
+    if capture is not None:
+        check_capture_target(capture)
     out = Console(stderr=as_json)
     use_live = out.is_terminal if live is None else live
     with Chain(config) as chain:
@@ -112,6 +137,9 @@ def demo_command(
         except KeyboardInterrupt:
             summary = chain.summary()
             out.print("[yellow]interrupted: summary so far[/]")
+    if capture is not None:
+        count = write_capture(capture, chain.recorded)
+        Console(stderr=True).print(f"wrote {count:,} frames to {capture}")
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     elif use_live:

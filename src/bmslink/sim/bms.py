@@ -177,7 +177,7 @@ class SimBms:
         self.pack = pack
         self.settings = settings if settings is not None else BmsSettings()
         self.manufacturer = manufacturer
-        self.product = "SIM-16S280"
+        self.product = f"SIM-{pack.n_cells}S{self.settings.capacity_ah:g}"
         s = self.settings
         n = pack.n_cells
         self._cvl = round(s.charge_voltage_per_cell_v * n, 3)

@@ -27,7 +27,7 @@ from bmslink.clock import ManualClock
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole
-from bmslink.sim.bms import SimBms
+from bmslink.sim.bms import BmsSettings, SimBms
 from bmslink.sim.day import DayProfile
 from bmslink.sim.inverter import SimInverter
 from bmslink.sim.pack import Pack
@@ -38,7 +38,13 @@ _channel_numbers = itertools.count()
 
 @dataclass
 class ChainConfig:
-    """What to simulate; the defaults are a 16S 280 Ah (14.3 kWh) pack on a 6 kW inverter."""
+    """What to simulate; the defaults are a 16S 280 Ah (14.3 kWh) pack on a 6 kW inverter.
+
+    Left as None, the pack follows the profile's voltage class (16S 280 Ah for a
+    48 V profile, 96S 50 Ah, 15.4 kWh, for a high-voltage one), each frame goes
+    on its table period, and the inverter declares the battery lost after the
+    profile's own timeout (60 s on SMA).
+    """
 
     profile: str = "pylontech"
     hours: float = 24.0
@@ -46,20 +52,31 @@ class ChainConfig:
     physics_dt_s: float = 5.0
     start_soc_pct: float = 40.0
     start_hour: float = 0.0
-    capacity_ah: float = 280.0
+    capacity_ah: float | None = None
+    series_cells: int | None = None
     pv_peak_w: float = 7000.0
     base_load_w: float = 350.0
     cloudiness: float = 0.0
     inverter_rating_w: float = 6000.0
-    broadcast_period_s: float = 1.0
-    lost_timeout_s: float = 10.0
+    broadcast_period_s: float | None = None
+    lost_timeout_s: float | None = None
     seed: int = 1
+    #: Keep every frame on the link (both directions) in ``Chain.recorded``.
+    record: bool = False
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.hours <= 0 or self.physics_dt_s <= 0:
             raise ValueError("step_s, physics_dt_s and hours must be positive")
         if not 0 <= self.start_soc_pct <= 100:
             raise ValueError(f"start_soc_pct {self.start_soc_pct} outside 0..100")
+        if self.series_cells is not None and self.series_cells < 1:
+            raise ValueError(f"series_cells {self.series_cells} must be at least 1")
+        if self.capacity_ah is not None and self.capacity_ah <= 0:
+            raise ValueError(f"capacity_ah {self.capacity_ah} must be positive")
+
+
+#: The simulated pack per voltage class: (cells in series, capacity in Ah).
+PACK_FOR_CLASS = {"lv": (16, 280.0), "hv": (96, 50.0)}
 
 
 @dataclass
@@ -132,15 +149,40 @@ class Chain:
             base_load_w=cfg.base_load_w,
             cloudiness=cfg.cloudiness,
         )
-        self.pack = Pack.lfp_16s(
-            capacity_ah=cfg.capacity_ah, soc=cfg.start_soc_pct / 100.0, seed=cfg.seed
+        series, capacity = PACK_FOR_CLASS[self.profile.voltage_class]
+        self.series_cells = cfg.series_cells or series
+        self.capacity_ah = cfg.capacity_ah or capacity
+        self.pack = Pack.lfp(
+            self.series_cells,
+            capacity_ah=self.capacity_ah,
+            soc=cfg.start_soc_pct / 100.0,
+            seed=cfg.seed,
         )
         self.pack.temperature_c = self.day.ambient_c(self.clock.now())
-        self.bms = SimBms(self.pack)
-        self.inverter = SimInverter(rating_w=cfg.inverter_rating_w)
+        max_current = min(140.0, 0.5 * self.capacity_ah)  # 0.5 C, the usual LFP rating
+        self.bms = SimBms(
+            self.pack,
+            BmsSettings(
+                capacity_ah=self.capacity_ah,
+                max_charge_current_a=max_current,
+                max_discharge_current_a=max_current,
+            ),
+        )
+        self.inverter = SimInverter(
+            rating_w=cfg.inverter_rating_w,
+            carried=self.profile.battery_keys,
+            series_cells=self.series_cells,
+        )
         channel = f"bmslink-chain-{next(_channel_numbers)}"
         self._battery_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
         self._inverter_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+        self._recorder = (
+            can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+            if cfg.record
+            else None
+        )
+        #: (timestamp, id, extended, data) of every frame on the link when ``record`` is set.
+        self.recorded: list[tuple[float, int, bool, bytes]] = []
         bms = self.bms.settings
         self.battery_role = BatteryRole(
             self._battery_bus,
@@ -156,7 +198,7 @@ class Chain:
             self._inverter_bus,
             self.profile,
             self.clock,
-            lost_timeout_s=max(cfg.lost_timeout_s, 3 * cfg.step_s),
+            lost_timeout_s=max(cfg.lost_timeout_s or self.profile.lost_timeout_s, 3 * cfg.step_s),
         )
         #: Fault injection: while False the battery's frames never reach the inverter.
         self.link_up = True
@@ -178,6 +220,8 @@ class Chain:
         if self.link_up:
             self.battery_role.poll()
         self.inverter_role.poll()
+        if self._recorder is not None:
+            self._record(self._recorder)
         seen = self._seen = self.inverter_role.state()
         pv, load, ambient = self.day.pv_w(now), self.day.load_w(now), self.day.ambient_c(now)
         self._pv_w, self._load_w = pv, load
@@ -194,6 +238,12 @@ class Chain:
         self._current_a = actual
         self._track(seen)
         self.clock.advance(step_s)
+
+    def _record(self, bus: can.BusABC) -> None:
+        while (msg := bus.recv(timeout=0)) is not None:
+            self.recorded.append(
+                (msg.timestamp, msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
+            )
 
     def _track(self, seen: BatteryState | None) -> None:
         true_soc = self.pack.soc_pct
@@ -276,6 +326,8 @@ class Chain:
     def close(self) -> None:
         self._battery_bus.shutdown()
         self._inverter_bus.shutdown()
+        if self._recorder is not None:
+            self._recorder.shutdown()
 
     def __enter__(self) -> Chain:
         return self

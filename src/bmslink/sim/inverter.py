@@ -2,7 +2,9 @@
 
 Why: this is the consumer of everything the battery role puts on the bus. It obeys
 the received limits the way a well-behaved inverter does, and it treats a missing
-limit as a prohibition — a limit that was not received is not a licence. It also
+limit as a prohibition — a limit that was not received is not a licence. What its
+protocol does not carry at all (Victron's enable flags, Growatt's DVL) it does
+without, as the real inverter must: a zero current limit is then the stop. It also
 keeps the books (energy, grid flows, time spent at each limit) so that a simulation
 can show what a given link or configuration costs.
 
@@ -12,6 +14,8 @@ from the battery power (the rating limits the battery power only).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from bmslink.state import BatteryState
 
@@ -28,10 +32,13 @@ LIMIT_NAMES: tuple[str, ...] = (
     "battery_lost",
 )
 
-#: After a DVL stop, discharging resumes only once the battery is this far above DVL
-#: (0.125 V per cell on 16S); without it the inverter would chatter on/off each step
-#: as the voltage recovers from the IR drop.
-DVL_RESTART_MARGIN_V = 2.0
+#: Keys the inverter can do without when its protocol has no place for them.
+OPTIONAL_WHEN_NOT_CARRIED = ("charge_enable", "discharge_enable", "discharge_voltage_v")
+
+#: After a DVL stop, discharging resumes only once the battery is this far above DVL,
+#: per cell in series (2 V on 16S); without it the inverter would chatter on/off each
+#: step as the voltage recovers from the IR drop.
+DVL_RESTART_MARGIN_PER_CELL_V = 0.125
 
 _J_PER_KWH = 3.6e6
 
@@ -39,10 +46,23 @@ _J_PER_KWH = 3.6e6
 class SimInverter:
     """Self-consumption: battery power = PV − load, within the rating and the BMS limits."""
 
-    def __init__(self, rating_w: float = 6000.0, cv_gain_a_per_v: float = 40.0) -> None:
+    def __init__(
+        self,
+        rating_w: float = 6000.0,
+        cv_gain_a_per_v: float = 40.0,
+        carried: Collection[str] | None = None,
+        series_cells: int = 16,
+    ) -> None:
+        """``carried``: the state keys the link's profile carries (None: all of them)."""
         if rating_w <= 0.0 or cv_gain_a_per_v <= 0.0:
             raise ValueError("rating and CV gain must be positive")
         self.rating_w = rating_w
+        self.dvl_restart_margin_v = DVL_RESTART_MARGIN_PER_CELL_V * series_cells
+        self._optional = (
+            frozenset()
+            if carried is None
+            else frozenset(k for k in OPTIONAL_WHEN_NOT_CARRIED if k not in carried)
+        )
         self.cv_gain_a_per_v = cv_gain_a_per_v
         #: What limited the last decision (one of LIMIT_NAMES).
         self.last_limit = "none"
@@ -124,7 +144,10 @@ class SimInverter:
     ) -> tuple[float, str]:
         ccl = seen.charge_current_a
         cvl = seen.charge_voltage_v
-        if not seen.charge_enable or ccl is None or cvl is None or ccl <= 0.0:
+        enabled = seen.charge_enable or (
+            seen.charge_enable is None and "charge_enable" in self._optional
+        )
+        if not enabled or ccl is None or cvl is None or ccl <= 0.0:
             return 0.0, "charge_disabled"
         if want_a > ccl:
             want_a = ccl
@@ -148,14 +171,19 @@ class SimInverter:
         """``want_a`` is the wanted discharge magnitude; returns a negative command."""
         dcl = seen.discharge_current_a
         dvl = seen.discharge_voltage_v
-        if not seen.discharge_enable or dcl is None or dvl is None or dcl <= 0.0:
+        enabled = seen.discharge_enable or (
+            seen.discharge_enable is None and "discharge_enable" in self._optional
+        )
+        dvl_known = dvl is not None or "discharge_voltage_v" in self._optional
+        if not enabled or dcl is None or not dvl_known or dcl <= 0.0:
             return 0.0, "discharge_disabled"
-        if self._dvl_stopped and volts >= dvl + DVL_RESTART_MARGIN_V:
-            self._dvl_stopped = False
-        if volts < dvl:
-            self._dvl_stopped = True
-        if self._dvl_stopped:
-            return 0.0, "dvl"
+        if dvl is not None:  # without a DVL the BMS's own cut-off is the last word
+            if self._dvl_stopped and volts >= dvl + self.dvl_restart_margin_v:
+                self._dvl_stopped = False
+            if volts < dvl:
+                self._dvl_stopped = True
+            if self._dvl_stopped:
+                return 0.0, "dvl"
         if want_a > dcl:
             want_a = dcl
             limit = "dcl"

@@ -199,7 +199,21 @@ class Pack:
         soc_spread: float = 0.01,
         r_spread: float = 0.05,
     ) -> Pack:
-        """A 16S pack of 280 Ah-class cells with a reproducible, seeded spread.
+        """A 16S (48 V class) pack: see ``lfp``."""
+        return cls.lfp(16, capacity_ah, soc, seed, capacity_spread, soc_spread, r_spread)
+
+    @classmethod
+    def lfp(
+        cls,
+        series: int = 16,
+        capacity_ah: float = 280.0,
+        soc: float = 0.5,
+        seed: int = 1,
+        capacity_spread: float = 0.01,
+        soc_spread: float = 0.01,
+        r_spread: float = 0.05,
+    ) -> Pack:
+        """``series`` LFP cells of ``capacity_ah`` with a reproducible, seeded spread.
 
         Spreads are relative σ (capacity, resistance) or absolute σ in SoC fraction,
         each draw clipped to ±3σ. Defaults follow reference §1.3/§1.5: R0 0.30 mΩ DC,
@@ -208,8 +222,10 @@ class Pack:
         rng = random.Random(seed)
         r0 = 0.30e-3 * 280.0 / capacity_ah  # resistance scales inversely with cell size
         r1 = 0.15e-3 * 280.0 / capacity_ah
+        if series < 1:
+            raise ValueError(f"a pack needs at least one cell, not {series}")
         cells: list[CellParams] = []
-        for _ in range(16):
+        for _ in range(series):
             cap = capacity_ah * (1.0 + _clipped_normal(rng, capacity_spread))
             s = soc + _clipped_normal(rng, soc_spread)
             rf = 1.0 + _clipped_normal(rng, r_spread)

@@ -105,7 +105,8 @@ def live_panel(chain: Chain, s: Sample, soc_history: list[float], wall_s: float)
     cfg = chain.config
     title = (
         f"bmslink demo · {chain.profile.title} · "
-        f"{cfg.capacity_ah:.0f} Ah 16S LFP ↔ {cfg.inverter_rating_w / 1000:.0f} kW"
+        f"{chain.capacity_ah:.0f} Ah {chain.series_cells}S LFP ↔ "
+        f"{cfg.inverter_rating_w / 1000:.0f} kW"
     )
     return Panel(grid, title=title, border_style="blue")
 
