@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bmslink.profiles import PROFILES
+from bmslink.profiles.base import format_id
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = (ROOT / "docs" / "protocols.md").read_text(encoding="utf-8")
@@ -19,7 +20,14 @@ def test_every_profile_has_a_section_and_a_readme_row(name):
 
 @pytest.mark.parametrize(
     ("name", "frame"),
-    [(name, spec.label) for name, profile in sorted(PROFILES.items()) for spec in profile.frames],
+    sorted(
+        {
+            (name, format_id(wire_id, spec.extended))
+            for name, profile in PROFILES.items()
+            for spec in profile.frames
+            for wire_id in spec.wire_ids
+        }
+    ),
 )
 def test_every_frame_is_in_the_protocol_table(name, frame):
     section = PROTOCOLS.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
@@ -32,3 +40,14 @@ def test_readme_starts_with_the_two_commands():
     assert any(line.startswith("make test") for line in first_lines)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert ci.rstrip().endswith("make test")
+
+
+def test_every_check_rule_and_detect_part_is_documented():
+    from bmslink.diagnose.check import RULES
+    from bmslink.diagnose.detect import WEIGHTS
+
+    text = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    for code, (severity, _) in RULES.items():
+        assert f"| `{code}` | {severity} |" in text, code
+    for part, weight in WEIGHTS.items():
+        assert f"| `{part}` | {weight:.2f} |" in text, part
