@@ -130,6 +130,29 @@ def test_detection_on_the_public_victron_vectors():
     candidates = {**PROFILES, "victron": VICTRON, "sma": SMA}
     result = detect(gather([FrameBatch.from_frames(frames)]), candidates)
     assert result.best.profile == "victron"
+    assert result.runner_up.profile == "sma"  # the same frame set but for the GX's "VIC"
+    found = codes(frames, "victron", inverter="victron", cells=16)
+    assert {c for c, f in found.items() if f.severity != "info"} == set()
+
+
+PYLONTECH_SPEC_VECTORS = [  # shared/reference/public-vectors.md A1-A7, A13
+    (0.0, 0x351, False, bytes.fromhex("1402740E740ECC01")),
+    (0.1, 0x355, False, bytes.fromhex("1A006400")),
+    (0.2, 0x356, False, bytes.fromhex("021300004A01")),
+    (0.3, 0x359, False, bytes.fromhex("000000000A504E")),
+    (0.4, 0x35C, False, bytes.fromhex("C000")),
+    (0.5, 0x35E, False, bytes.fromhex("50594C4F4E202020")),
+    (0.6, 0x305, False, bytes(8)),
+]
+
+
+def test_detect_and_check_on_the_public_pylontech_vectors():
+    result = detect(gather([FrameBatch.from_frames(PYLONTECH_SPEC_VECTORS)]))
+    assert result.best.profile == "pylontech" and result.best.aliases == ["givenergy"]
+    assert result.confidence > 0.8
+    assert codes(PYLONTECH_SPEC_VECTORS, inverter="deye") == {}
+    renamed = [f if f[1] != 0x35E else (*f[:3], b"ACME    ") for f in PYLONTECH_SPEC_VECTORS]
+    assert codes(renamed, inverter="deye")["name_rejected"].severity == "error"
 
 
 # -- conformance: each rule fires on a capture made to break it, and not on a clean one ----------
