@@ -36,7 +36,7 @@ def step(pack: Pack, bms: SimBms, request_a: float, dt_s: float = 5.0) -> float:
 
 
 def test_over_voltage_latches_blocks_charge_and_releases_below_3v40() -> None:
-    pack = Pack.lfp_16s(soc=0.9, seed=3)
+    pack = Pack.lfp(16, soc=0.9, seed=3)
     bms = SimBms(pack)
     for _ in range(2000):
         step(pack, bms, 0.3 * C)
@@ -77,7 +77,7 @@ def test_over_voltage_latches_blocks_charge_and_releases_below_3v40() -> None:
 
 
 def test_under_voltage_latches_blocks_discharge_and_releases_above_2v90() -> None:
-    pack = Pack.lfp_16s(soc=0.1, seed=4)
+    pack = Pack.lfp(16, soc=0.1, seed=4)
     bms = SimBms(pack)
     for _ in range(2000):
         step(pack, bms, -0.3 * C)
@@ -271,7 +271,7 @@ def test_voltage_limits_are_constant() -> None:
 
 
 def test_soc_estimate_counts_with_a_gain_error() -> None:
-    pack = Pack.lfp_16s(soc=0.5, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.5, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack)
     assert bms.state().soc_pct == 50.0
     for _ in range(360):
@@ -283,7 +283,7 @@ def test_soc_estimate_counts_with_a_gain_error() -> None:
 
 
 def test_soc_resets_to_100_at_the_top_with_tail_current() -> None:
-    pack = Pack.lfp_16s(soc=0.95, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.95, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack, BmsSettings(current_gain_error=-0.05))  # under-counts on purpose
     while bms.state().cell_max_v < 3.45:  # type: ignore[operator]
         step(pack, bms, 0.04 * C, 10.0)
@@ -291,7 +291,7 @@ def test_soc_resets_to_100_at_the_top_with_tail_current() -> None:
 
 
 def test_soc_does_not_reset_at_the_top_under_high_current() -> None:
-    pack = Pack.lfp_16s(soc=0.97, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.97, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack, BmsSettings(current_gain_error=-0.05))
     while bms.state().cell_max_v < 3.45:  # type: ignore[operator]
         step(pack, bms, 0.3 * C, 5.0)
@@ -299,7 +299,7 @@ def test_soc_does_not_reset_at_the_top_under_high_current() -> None:
 
 
 def test_soc_resets_to_0_at_the_bottom() -> None:
-    pack = Pack.lfp_16s(soc=0.05, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.05, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack, BmsSettings(current_gain_error=-0.05))
     while bms.state().cell_min_v > 2.90:  # type: ignore[operator]
         step(pack, bms, -0.1 * C, 10.0)
@@ -308,7 +308,7 @@ def test_soc_resets_to_0_at_the_bottom() -> None:
 
 
 def test_force_charge_hysteresis() -> None:
-    pack = Pack.lfp_16s(soc=0.04, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.04, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack)
     assert bms.state().force_charge is True
     while bms.soc_pct < 9.5:
@@ -323,7 +323,7 @@ def test_force_charge_hysteresis() -> None:
 
 
 def test_cycles_and_energy_counters() -> None:
-    pack = Pack.lfp_16s(soc=0.8, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.8, capacity_spread=0, soc_spread=0, r_spread=0)
     bms = SimBms(pack)
     for _ in range(4):
         for _ in range(60):
@@ -340,7 +340,7 @@ def test_cycles_and_energy_counters() -> None:
 
 
 def test_state_fills_every_reported_field() -> None:
-    pack = Pack.lfp_16s(soc=0.6)
+    pack = Pack.lfp(16, soc=0.6)
     bms = SimBms(pack, manufacturer="ACME")
     step(pack, bms, -30.0)
     state = bms.state()
@@ -372,7 +372,7 @@ def test_cell_imbalance_warning() -> None:
 
 
 def test_state_returns_independent_lists() -> None:
-    bms = SimBms(Pack.lfp_16s())
+    bms = SimBms(Pack.lfp())
     a = bms.state()
     assert a.cells_v is not None
     a.cells_v[0] = 0.0
@@ -401,7 +401,7 @@ steps_strategy = st.lists(
 def test_invariants_hold_along_any_trajectory(
     soc: float, seed: int, steps: list[tuple[float, float, float | None]]
 ) -> None:
-    pack = Pack.lfp_16s(soc=soc, seed=seed, soc_spread=0.003)
+    pack = Pack.lfp(16, soc=soc, seed=seed, soc_spread=0.003)
     bms = SimBms(pack)
     for request, dt, temperature in steps:
         if temperature is not None:

@@ -132,7 +132,7 @@ def test_cv_loop_converges_monotonically_on_a_resistive_battery(resistance_ohm: 
 @pytest.mark.parametrize("dt_s", [1.0, 2.0, 5.0, 10.0])
 def test_cv_loop_converges_on_the_sim_pack(dt_s: float) -> None:
     """Full closed loop into the top knee: bounded overshoot, no ringing, tail to 0 A."""
-    pack = Pack.lfp_16s(soc=0.97, capacity_spread=0, soc_spread=0, r_spread=0)
+    pack = Pack.lfp(16, soc=0.97, capacity_spread=0, soc_spread=0, r_spread=0)
     pack.temperature_c = 25.0
     bms = SimBms(pack)
     inv = SimInverter()

@@ -23,15 +23,15 @@ def uniform_pack(n: int = 16, soc: float = 0.5, ambient_c: float = 25.0) -> Pack
 
 
 def test_lfp_16s_is_reproducible_for_a_seed() -> None:
-    a, b = Pack.lfp_16s(seed=7), Pack.lfp_16s(seed=7)
+    a, b = Pack.lfp(16, seed=7), Pack.lfp(16, seed=7)
     assert a.cells == b.cells
-    assert a.cells != Pack.lfp_16s(seed=8).cells
+    assert a.cells != Pack.lfp(16, seed=8).cells
     assert a.n_cells == 16
 
 
 def test_lfp_16s_spread_is_clipped_to_three_sigma() -> None:
     for seed in range(30):
-        p = Pack.lfp_16s(seed=seed, capacity_spread=0.02, soc_spread=0.01, r_spread=0.05)
+        p = Pack.lfp(16, seed=seed, capacity_spread=0.02, soc_spread=0.01, r_spread=0.05)
         for c in p.cells:
             assert 280.0 * 0.94 - 1e-9 <= c.capacity_ah <= 280.0 * 1.06 + 1e-9
             assert 0.47 - 1e-12 <= c.soc <= 0.53 + 1e-12
@@ -41,7 +41,7 @@ def test_lfp_16s_spread_is_clipped_to_three_sigma() -> None:
 
 
 def test_lfp_16s_without_spread_is_uniform() -> None:
-    p = Pack.lfp_16s(capacity_spread=0, soc_spread=0, r_spread=0)
+    p = Pack.lfp(16, capacity_spread=0, soc_spread=0, r_spread=0)
     assert len({(c.capacity_ah, c.soc, c.r0_ohm, c.r1_ohm) for c in p.cells}) == 1
     assert p.cells[0].r0_ohm == pytest.approx(0.30e-3)
     assert p.cells[0].r1_ohm == pytest.approx(0.15e-3)
@@ -82,7 +82,7 @@ def test_rejects_empty_and_nonsense() -> None:
 def test_coulomb_counting_conserves_charge(
     current: float, seconds: float, dt: float, seed: int
 ) -> None:
-    p = Pack.lfp_16s(seed=seed, soc=0.5)
+    p = Pack.lfp(16, seed=seed, soc=0.5)
     start = p.cell_socs
     steps = max(1, round(seconds / dt))
     for _ in range(steps):

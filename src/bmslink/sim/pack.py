@@ -190,19 +190,6 @@ class Pack:
         self._cached_cells: list[float] = []
 
     @classmethod
-    def lfp_16s(
-        cls,
-        capacity_ah: float = 280.0,
-        soc: float = 0.5,
-        seed: int = 1,
-        capacity_spread: float = 0.01,
-        soc_spread: float = 0.01,
-        r_spread: float = 0.05,
-    ) -> Pack:
-        """A 16S (48 V class) pack: see ``lfp``."""
-        return cls.lfp(16, capacity_ah, soc, seed, capacity_spread, soc_spread, r_spread)
-
-    @classmethod
     def lfp(
         cls,
         series: int = 16,
