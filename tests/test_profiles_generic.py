@@ -220,7 +220,7 @@ def translate(
     heard = merge_fields(
         BatteryState(), [source.decode(s.id, d, s.extended) for s, d in sent_by_source]
     )
-    outgoing, _ = guard(heard.merged(dict(target.identity)), target, None)
+    outgoing, _ = guard(heard.merged(dict(target.identity)), target, None, source.required_keys)
     encoded = target.encode_round(outgoing)
     got = merge_fields(
         BatteryState(), [target.decode(s.id, d, s.extended) for s, d in encoded.frames]

@@ -196,6 +196,21 @@ def test_unencodable_state_halts_broadcast_instead_of_sending_stale_frames(link)
     assert [e.kind for e in battery.events][-2:] == ["broadcast_halted", "broadcast_resumed"]
 
 
+def test_a_victron_source_reaches_a_pylontech_inverter_only_when_declared(link):
+    """Victron has no enable flags; the battery role fills them only if told the source."""
+    clock, battery, inverter, _ = link
+    from_victron = good_state(charge_enable=None, discharge_enable=None, charge_current_a=0.0)
+    battery.update(from_victron)
+    assert battery.poll() == 0 and "charge_enable is missing" in battery.halted_reason
+    battery.source_keys = PROFILES["victron"].required_keys
+    battery.update(from_victron)
+    clock.advance(1.0)
+    assert battery.poll() == 6
+    inverter.poll()
+    seen = inverter.state()
+    assert seen.charge_enable is False and seen.discharge_enable is True  # CCL 0 stops charging
+
+
 def test_identity_can_be_turned_off(link):
     _clock, battery, inverter, _ = link
     battery.identity = {}
@@ -364,9 +379,19 @@ LIMIT_OR_NONE = st.one_of(st.none(), st.integers(0, 2000).map(lambda v: v / 10))
 FLAG_OR_NONE = st.one_of(st.none(), st.booleans())
 
 
-@given(LIMIT_OR_NONE, LIMIT_OR_NONE, FLAG_OR_NONE, FLAG_OR_NONE, st.sampled_from(list(PROFILES)))
-def test_filled_enable_flags_never_allow_what_the_limits_forbid(ccl, dcl, charge, discharge, name):
-    """A source without enable flags (Victron, SMA) gets them from its limits, never more."""
+@given(
+    LIMIT_OR_NONE,
+    LIMIT_OR_NONE,
+    FLAG_OR_NONE,
+    FLAG_OR_NONE,
+    st.sampled_from(list(PROFILES)),
+    st.sampled_from(list(PROFILES)),
+)
+def test_filled_enable_flags_never_allow_what_the_limits_forbid(
+    ccl, dcl, charge, discharge, source, target
+):
+    """A source protocol without enable flags (Victron, SMA) gets them from its limits only."""
+    source_keys = PROFILES[source].required_keys
     state = good_state().merged(
         {
             "charge_current_a": ccl,
@@ -376,15 +401,22 @@ def test_filled_enable_flags_never_allow_what_the_limits_forbid(ccl, dcl, charge
             "modules": None,
         }
     )
-    out, _ = guard(state, PROFILES[name], None)
+    out, _ = guard(state, PROFILES[target], None, source_keys)
     for flag, given_flag, limit in (
         ("charge_enable", charge, out.charge_current_a),
         ("discharge_enable", discharge, out.discharge_current_a),
     ):
         if given_flag is not None:
             assert getattr(out, flag) is given_flag, "a flag the BMS sent was changed"
-        elif limit is None:
-            assert getattr(out, flag) is None, "a flag was invented without a limit"
+        elif flag in source_keys or limit is None:
+            # the source could have sent it and did not (a frame stopped): stays missing
+            assert getattr(out, flag) is None, "a flag was invented"
         else:
             assert getattr(out, flag) is (limit > 0)
-    assert out.modules == 1
+    assert out.modules == (None if "modules" in source_keys else 1)
+
+
+def test_nothing_is_filled_for_an_unknown_source():
+    state = good_state().merged({"charge_enable": None, "modules": None})
+    out, _ = guard(state, PROFILES["pylontech"], None)
+    assert out.charge_enable is None and out.modules is None

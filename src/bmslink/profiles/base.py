@@ -391,6 +391,19 @@ class Response:
 _EXTENDED = 1 << 31  # marks 29-bit ids in lookup keys (above any CAN id)
 
 
+def _state_keys(specs: Iterable[FrameSpec]) -> frozenset[str]:
+    keys: set[str] = set()
+    for spec in specs:
+        for f in spec.fields:
+            if isinstance(f, AlarmBits | AlarmPairs):
+                keys.add(f.target)
+            elif isinstance(f, Flag):
+                keys.add(f.into or f.key)
+            elif f.key in STATE_KEYS:
+                keys.add(f.key)
+    return frozenset(keys)
+
+
 def _frame_key(can_id: int, extended: bool) -> int:
     return can_id | _EXTENDED if extended else can_id
 
@@ -1032,18 +1045,12 @@ class Profile:
         A key outside this set (Growatt's DVL, Victron's enable flags) is not part of
         the protocol; one inside it that was not received is missing.
         """
-        keys: set[str] = set()
-        for spec in self.frames_from("battery"):
-            if not spec.emit:
-                continue
-            for f in spec.fields:
-                if isinstance(f, AlarmBits | AlarmPairs):
-                    keys.add(f.target)
-                elif isinstance(f, Flag):
-                    keys.add(f.into or f.key)
-                elif f.key in STATE_KEYS:
-                    keys.add(f.key)
-        return frozenset(keys)
+        return _state_keys(s for s in self.frames_from("battery") if s.emit)
+
+    @cached_property
+    def required_keys(self) -> frozenset[str]:
+        """The keys of the battery's required frames: what a conforming battery always sends."""
+        return _state_keys(s for s in self.frames_from("battery") if s.emit and s.required)
 
     def spec(self, can_id: int, extended: bool = False) -> FrameSpec | None:
         """The frame with this id (the first of a multiplexed group), or None."""

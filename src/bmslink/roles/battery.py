@@ -14,8 +14,9 @@ Before encoding, every state passes three guards: a CVL of 0 or below is
 refused (Victron discharges at full power on it), limits are clamped to the
 configured ``hardware`` ratings, and on profiles without alarm bits (BYD HVS)
 an alarm is expressed as a zero current limit so it still stops the inverter.
-Enable flags a source never sent follow the current limits, and a battery that
-does not count its modules is presented as one.
+Given ``source_keys`` (what the source always sends), enable flags its protocol
+lacks follow the current limits, and a battery that does not count its modules
+is presented as one; a key the source always sends but did not stays missing.
 
 Profiles differ in when frames go out, and the role follows the table: each
 frame on its own period (BYD: 2, 10 and 60 s), only in answer to an inverter
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import can
 
@@ -65,35 +66,47 @@ def safety_escalation(old: BatteryState | None, new: BatteryState) -> str | None
     return None
 
 
-def presented_defaults(state: BatteryState) -> tuple[BatteryState, list[str]]:
-    """Fill what a target profile needs but a source protocol never states.
+def presented_defaults(
+    state: BatteryState, source_keys: Collection[str] | None
+) -> tuple[BatteryState, list[str]]:
+    """Fill what a target profile needs but the source's protocol has no place for.
 
     Victron- and SMA-style batteries have no enable flags: a zero current limit
-    is how they stop the inverter, so an absent flag follows its limit (never
-    true without a limit above 0). A battery that does not count its modules is
-    presented as one module: the count is bmslink's own identity as the emulated
-    battery, not a measurement.
+    is how they stop the inverter, so a flag their protocol lacks follows its
+    limit (never true without a limit above 0). A battery whose protocol does
+    not count modules is presented as one module: the count is bmslink's own
+    identity as the emulated battery, not a measurement. ``source_keys`` are the
+    keys the source always sends (a profile's ``required_keys``): one of those
+    that did not arrive (a frame that stopped) is never filled; it stays
+    missing and the round is refused. None means the source is unknown:
+    nothing is filled.
     """
+    if source_keys is None:
+        return state, []
     fill: dict[str, object] = {}
     for flag, limit in (
         ("charge_enable", "charge_current_a"),
         ("discharge_enable", "discharge_current_a"),
     ):
         amps = getattr(state, limit)
-        if getattr(state, flag) is None and amps is not None:
+        if flag not in source_keys and getattr(state, flag) is None and amps is not None:
             fill[flag] = amps > 0
-    if state.modules is None:
+    if "modules" not in source_keys and state.modules is None:
         fill["modules"] = 1
     return (state.merged(fill) if fill else state), sorted(fill)
 
 
 def guard(
-    state: BatteryState, profile: Profile, hardware: HardwareLimits | None
+    state: BatteryState,
+    profile: Profile,
+    hardware: HardwareLimits | None,
+    source_keys: Collection[str] | None = None,
 ) -> tuple[BatteryState, list[str]]:
     """The state as it may leave: CVL > 0, clamped to hardware, alarms as limits.
 
     Returns the guarded state and the keys changed; raises LimitError for a
-    CVL of 0 or below.
+    CVL of 0 or below. ``source_keys``: what the source always sends (see
+    ``presented_defaults``).
     """
     cvl = state.charge_voltage_v
     if cvl is not None and cvl <= 0:
@@ -105,7 +118,7 @@ def guard(
     if not profile.carries_alarms:
         state, zeroed = limits_for_alarms(state)
         changed += zeroed
-    state, _ = presented_defaults(state)  # after the limits are final; not a safety change
+    state, _ = presented_defaults(state, source_keys)  # after the limits are final
     return state, changed
 
 
@@ -124,6 +137,7 @@ class BatteryRole:
         identity: Mapping[str, str] | None = None,
         stale_after_s: float = 10.0,
         hardware: HardwareLimits | None = None,
+        source_keys: Collection[str] | None = None,
     ) -> None:
         self.bus = bus
         self.profile = profile
@@ -135,6 +149,9 @@ class BatteryRole:
         self.identity = dict(profile.identity if identity is None else identity)
         self.stale_after_s = stale_after_s
         self.hardware = hardware
+        #: What the source always sends (e.g. another profile's ``required_keys``);
+        #: None: a full BatteryState source, nothing is filled in.
+        self.source_keys = None if source_keys is None else frozenset(source_keys)
         self._last_update = float("-inf")
         self.clamped_updates = 0
         self.guarded_keys: list[str] = []  # what the guards changed in the latest state
@@ -167,7 +184,7 @@ class BatteryRole:
         if self.identity:
             state = state.merged(self.identity)
         try:
-            state, changed = guard(state, self.profile, self.hardware)
+            state, changed = guard(state, self.profile, self.hardware, self.source_keys)
             self.clamped_updates += bool(changed)
             self.guarded_keys = changed
             encoded = self.profile.encode_round(state)
