@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bmslink.clock import ManualClock
+from bmslink.errors import EncodeError
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import PROFILES, get_profile
 from bmslink.roles import BatteryRole, InverterRole, safety_escalation
@@ -420,3 +421,19 @@ def test_nothing_is_filled_for_an_unknown_source():
     state = good_state().merged({"charge_enable": None, "modules": None})
     out, _ = guard(state, PROFILES["pylontech"], None)
     assert out.charge_enable is None and out.modules is None
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"), [(None, False), ("pylontech", False), ("byd-hvs", True)]
+)
+def test_unknown_alarms_go_out_as_not_supported_only_from_a_source_without_alarms(source, allowed):
+    victron = PROFILES["victron"]
+    keys = None if source is None else PROFILES[source].required_keys
+    state = good_state(alarms=None, warnings=None)
+    if not allowed:  # the source sends alarms and none arrived: refuse, never "not supported"
+        with pytest.raises(EncodeError, match="alarms are missing"):
+            guard(state, victron, None, keys)
+        return
+    out, _ = guard(state, victron, None, keys)
+    frames = dict((spec.label, data) for spec, data in victron.encode_round(out).frames)
+    assert frames["0x35A"] == bytes(8)  # every pair "not supported"

@@ -118,6 +118,13 @@ def guard(
     if not profile.carries_alarms:
         state, zeroed = limits_for_alarms(state)
         changed += zeroed
+    if (
+        state.alarms is None
+        and profile.carries_alarms
+        and (source_keys is None or "alarms" in source_keys)
+    ):
+        # SMA/Victron could say "not supported"; that is only true of a source without alarms
+        raise EncodeError("alarms are missing: the source sends them, but none arrived")
     state, _ = presented_defaults(state, source_keys)  # after the limits are final
     return state, changed
 
