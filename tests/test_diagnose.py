@@ -277,3 +277,13 @@ def test_extended_ids_on_a_victron_bus_are_flagged_from_the_registry_quirk():
     extra = (1_700_000_001.0, 0x4210, True, bytes(8))
     assert "extended_ids_ignored" in codes([*traffic(), extra], inverter="victron")
     assert "extended_ids_ignored" not in codes([*traffic(), extra], inverter="deye-lv")
+
+
+def test_a_capture_without_timestamps_gives_frame_numbers_not_nan(tmp_path):
+    bare = tmp_path / "bare.txt"
+    bare.write_text("351#1402740E740ECC01\n355#96006400\n")  # SoC 150 %
+    result = CliRunner().invoke(app, ["check", "-p", "pylontech", "--json", str(bare)])
+    assert "NaN" not in result.stdout
+    report = json.loads(result.stdout)
+    (soc,) = [f for f in report["findings"] if f["code"] == "soc_out_of_range"]
+    assert soc["evidence"][0]["time"] == 1.0  # the second frame

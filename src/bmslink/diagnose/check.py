@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bmslink.capture import CaptureReport, FrameBatch
-from bmslink.diagnose.stats import CaptureStats
+from bmslink.diagnose.stats import CaptureStats, numbered
 from bmslink.errors import DecodeError
 from bmslink.profiles.base import FrameSpec, Num, Profile, assemble
 from bmslink.profiles.vector import decode_columns, raw_column
@@ -553,7 +553,7 @@ def check_batches(
 ) -> tuple[CaptureStats, Checker]:
     stats = CaptureStats()
     checker = Checker(profile, inverter, cells)
-    for batch in batches:
+    for batch in numbered(batches):
         stats.add(batch)
         checker.add(batch)
     return stats, checker

@@ -7,8 +7,8 @@ and a few distinct payloads kept as evidence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,24 +57,14 @@ class CaptureStats:
 
     ids: dict[tuple[int, bool], IdStats] = field(default_factory=dict)
     frames: int = 0
-    start: float = float("nan")
-    end: float = float("nan")
-
-    @property
-    def duration(self) -> float:
-        return 0.0 if np.isnan(self.start) else float(self.end - self.start)
 
     def add(self, batch: FrameBatch) -> None:
+        """Fold one batch in; batches come through ``numbered`` so every frame has a time."""
         n = len(batch)
         if n == 0:
             return
         self.frames += n
         ts = batch.timestamps
-        if np.isnan(ts).all():  # no timestamps at all (bare id#data): number the frames
-            ts = np.arange(self.frames - n, self.frames, dtype=np.float64)
-        if np.isnan(self.start):
-            self.start = float(np.nanmin(ts))
-        self.end = max(float(np.nanmax(ts)), self.end if not np.isnan(self.end) else -np.inf)
         keys = batch.ids.astype(np.uint64) | (batch.extended.astype(np.uint64) << np.uint64(32))
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
@@ -120,8 +110,22 @@ class CaptureStats:
                         break
 
 
+def numbered(batches: Iterable[FrameBatch]) -> Iterator[FrameBatch]:
+    """Batches whose capture has no timestamps (bare id#data) get frame numbers instead.
+
+    Done once, before statistics and checks, so evidence times are numbers, never NaN.
+    """
+    seen = 0
+    for batch in batches:
+        n = len(batch)
+        if n and np.isnan(batch.timestamps).all():
+            batch = replace(batch, timestamps=np.arange(seen, seen + n, dtype=np.float64))
+        seen += n
+        yield batch
+
+
 def gather(batches: Iterable[FrameBatch]) -> CaptureStats:
     stats = CaptureStats()
-    for batch in batches:
+    for batch in numbered(batches):
         stats.add(batch)
     return stats
