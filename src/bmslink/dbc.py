@@ -10,7 +10,6 @@ the signal comment (DCL taken as magnitude, invalid markers, cell ids as text).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
 from typing import Any
 
 from cantools.database.can import Database, Message, Node, Signal
@@ -57,12 +56,7 @@ def _num_signal(spec: FrameSpec, f: Num) -> Signal:
         notes.append(f"raw 0x{f.invalid:X} = not sent")
     if f.as_text:
         notes.append("a cell/module number; 0 = unknown")
-    ends = sorted(
-        (
-            round(f.raw_min * f.scale + f.offset, f.decimals),
-            round(f.raw_max * f.scale + f.offset, f.decimals),
-        )
-    )
+    ends = f.physical_range
     return Signal(
         name=signal_name(f.key),
         start=start,
@@ -213,16 +207,9 @@ def _message(specs: list[FrameSpec], can_id: int) -> Message:
     )
 
 
-def _by_id(frames: Iterable[FrameSpec]) -> dict[tuple[int, bool], list[FrameSpec]]:
-    grouped: dict[tuple[int, bool], list[FrameSpec]] = {}
-    for spec in frames:
-        for can_id in spec.wire_ids:
-            grouped.setdefault((can_id, spec.extended), []).append(spec)
-    return grouped
-
-
 def to_database(profile: Profile) -> Database:
-    messages = [_message(specs, can_id) for (can_id, _), specs in _by_id(profile.frames).items()]
+    wire = dict.fromkeys((i, s.extended) for s in profile.frames for i in s.wire_ids)
+    messages = [_message(list(profile.specs_with_id(i, ext)), i) for i, ext in wire]
     return Database(messages=messages, nodes=[Node(n) for n in NODES.values()])
 
 

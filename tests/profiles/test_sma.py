@@ -167,7 +167,7 @@ def test_unsupported_and_reserved_pair_values_are_not_active():
 
 
 def test_unknown_alarms_go_as_not_supported_never_as_ok():
-    data = SMA.encode_frame(SMA.by_wire_id[(0x35A, False)], BatteryState())
+    data = SMA.encode_frame(SMA.spec(0x35A), BatteryState())
     assert data == bytes(8)
     assert fields(0x35A, data.hex()) == {"alarms": None, "warnings": None}
 

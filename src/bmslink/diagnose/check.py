@@ -408,7 +408,7 @@ class Checker:
         if outgoing and not any((i, s.extended) in stats.ids for s in outgoing for i in s.wire_ids):
             names = " ".join(s.label for s in outgoing)
             out.append(Finding("no_inverter_keepalive", f"none of {names} from the inverter"))
-        unknown = sorted(s.label for key, s in stats.ids.items() if key not in profile.by_wire_id)
+        unknown = stats.unknown_labels(profile)
         if unknown:
             out.append(Finding("unknown_ids", f"{len(unknown)} ids: {' '.join(unknown[:10])}"))
         return out

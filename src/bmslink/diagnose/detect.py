@@ -99,12 +99,11 @@ def _plausible(values: dict[str, Any]) -> bool:
 
 
 def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
-    known = profile.by_wire_id
     evidence: list[str] = []
     total = max(stats.frames, 1)
-    explained = [s for key, s in stats.ids.items() if key in known]
+    explained = [s for s in stats.ids.values() if profile.spec(s.can_id, s.extended)]
     share = sum(s.count for s in explained) / total
-    unknown = sorted(s.label for key, s in stats.ids.items() if key not in known)
+    unknown = stats.unknown_labels(profile)
     labels = " ".join(s.label for s in sorted(explained, key=lambda s: (s.extended, s.can_id)))
     evidence.append(f"{share:.0%} of frames have ids {profile.name} knows: {labels or 'none'}")
     if unknown:
@@ -121,7 +120,8 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
     fields_seen: list[tuple[FrameSpec, dict[str, Any]]] = []
     markers: set[str] = set()
     for s in explained:
-        spec = known[(s.can_id, s.extended)]
+        spec = profile.spec(s.can_id, s.extended)
+        assert spec is not None  # explained ids only
         length = s.dominant_length
         if length == spec.length:
             length_scores.append(1.0)

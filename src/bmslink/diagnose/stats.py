@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bmslink.capture import FrameBatch
-from bmslink.profiles.base import format_id
+from bmslink.profiles.base import Profile, format_id
 
 SAMPLE_INTERVALS = 4096
 SAMPLE_PAYLOADS = 8
@@ -57,6 +57,11 @@ class CaptureStats:
 
     ids: dict[tuple[int, bool], IdStats] = field(default_factory=dict)
     frames: int = 0
+
+    def unknown_labels(self, profile: Profile) -> list[str]:
+        """Ids on the capture that ``profile`` has no frame for, sorted."""
+        known = profile.spec
+        return sorted(s.label for s in self.ids.values() if known(s.can_id, s.extended) is None)
 
     def add(self, batch: FrameBatch) -> None:
         """Fold one batch in; batches come through ``numbered`` so every frame has a time."""

@@ -112,6 +112,15 @@ class Num:
         return _decimal_places(self.scale)
 
     @property
+    def physical_range(self) -> tuple[float, float]:
+        """Smallest and largest value the field can carry (a negative scale swaps the ends)."""
+        low, high = sorted(
+            round(raw * self.scale + self.offset, self.decimals)
+            for raw in (self.raw_min, self.raw_max)
+        )
+        return low, high
+
+    @property
     def invalid_raw(self) -> int | None:
         """The invalid marker as the (signed) integer struct packs and unpacks."""
         if self.invalid is None:
@@ -347,7 +356,7 @@ class FrameSpec:
     def accepted_min(self) -> int:
         return self.length if self.min_length is None else self.min_length
 
-    @property
+    @cached_property
     def label(self) -> str:
         return format_id(self.id, self.extended)
 
@@ -808,12 +817,7 @@ class CompiledFrame:
                 body.append(f"{var} = ceil({scaled} - 1e-6)")
             else:
                 body.append(f"{var} = round({scaled})")
-            ends = sorted(
-                (
-                    round(f.raw_min * f.scale + f.offset, f.decimals),
-                    round(f.raw_max * f.scale + f.offset, f.decimals),
-                )
-            )
+            ends = f.physical_range
             message = f"{where}: {f.key}={{}} outside {ends[0]:g}..{ends[1]:g} {f.unit}".rstrip()
             body.append(
                 f"if not {f.raw_min} <= {var} <= {f.raw_max}: "
@@ -899,7 +903,10 @@ class CompiledFrame:
                 mask = (1 << o.width) - 1
                 lines.append(f"    v = {source_of(o, f'b{i}')}")
                 lines.append(require("v", o.key))
-                lines.append(f"    buf[{o.byte}] |= (v & {mask}) << {o.lsb}")
+                message = f"{where}: {o.key}={{}} outside 0..{mask}"
+                check = f"if not 0 <= v <= {mask}: raise EncodeError({message!r}.format(v))"
+                lines.append(f"    {check}")
+                lines.append(f"    buf[{o.byte}] |= v << {o.lsb}")
             elif isinstance(o, Cells):
                 code = INT_CODES[(o.size, False)]
                 prefix = "<" if spec.byteorder == "little" else ">"
@@ -988,22 +995,31 @@ class Profile:
     doc: str = ""
 
     def __post_init__(self) -> None:
-        self._compiled: dict[int, CompiledFrame | _MuxGroup] = {}
+        # Plain and multiplexed ids in two tables: decode looks up the plain one and
+        # needs no per-frame type check (the mux table is consulted only on a miss).
+        self._compiled: dict[int, CompiledFrame] = {}
+        self._mux: dict[int, _MuxGroup] = {}
         self._by_spec: dict[int, CompiledFrame] = {}
+        self._from: dict[str, tuple[FrameSpec, ...]] = {
+            sender: tuple(s for s in self.frames if s.sender == sender)
+            for sender in ("battery", "inverter")
+        }
         for spec in self.frames:
             compiled = CompiledFrame(spec)
             self._by_spec[id(spec)] = compiled
             for can_id in spec.wire_ids:
                 key = _frame_key(can_id, spec.extended)
-                existing = self._compiled.get(key)
+                if key in (self._mux if spec.mux is None else self._compiled):
+                    raise ValueError(
+                        f"{self.name}: {spec.label} mixes multiplexed and plain frames"
+                    )
                 if spec.mux is None:
-                    if existing is not None:
+                    if key in self._compiled:
                         raise ValueError(f"{self.name}: duplicate frame {spec.label}")
                     self._compiled[key] = compiled
                     continue
-                if existing is None:
-                    existing = self._compiled[key] = _MuxGroup(spec.mux[0])
-                if not isinstance(existing, _MuxGroup) or existing.byte != spec.mux[0]:
+                existing = self._mux.setdefault(key, _MuxGroup(spec.mux[0]))
+                if existing.byte != spec.mux[0]:
                     raise ValueError(
                         f"{self.name}: {spec.label} mixes multiplexed and plain frames"
                     )
@@ -1019,24 +1035,14 @@ class Profile:
                 format_id(i, response.extended)
                 for i in response.frames
                 if (i, response.extended) not in battery_ids
-                and (i, not response.extended) not in battery_ids
             ]
             if missing:
                 raise ValueError(f"{self.name}: response to {response.request:#x} names {missing}")
         if not self.bitrates:
             self.bitrates = (self.bitrate,)
 
-    @cached_property
-    def by_wire_id(self) -> dict[tuple[int, bool], FrameSpec]:
-        """(id, extended) -> frame for every id on the wire (the first of a multiplexed id)."""
-        out: dict[tuple[int, bool], FrameSpec] = {}
-        for spec in self.frames:
-            for can_id in spec.wire_ids:
-                out.setdefault((can_id, spec.extended), spec)
-        return out
-
     def frames_from(self, sender: Sender) -> tuple[FrameSpec, ...]:
-        return tuple(s for s in self.frames if s.sender == sender)
+        return self._from[sender]
 
     @cached_property
     def battery_keys(self) -> frozenset[str]:
@@ -1054,23 +1060,19 @@ class Profile:
 
     def spec(self, can_id: int, extended: bool = False) -> FrameSpec | None:
         """The frame with this id (the first of a multiplexed group), or None."""
-        compiled = self._compiled.get(_frame_key(can_id, extended))
-        if compiled is None:
-            return None
-        if isinstance(compiled, _MuxGroup):
-            return next(iter(compiled.by_value.values())).spec
-        return compiled.spec
+        specs = self.specs_with_id(can_id, extended)
+        return specs[0] if specs else None
 
     def specs_with_id(self, can_id: int, extended: bool = False) -> tuple[FrameSpec, ...]:
         """Every frame sent with this id (several for a multiplexed id)."""
-        compiled = self._compiled.get(_frame_key(can_id, extended))
-        if compiled is None:
-            return ()
-        if isinstance(compiled, _MuxGroup):
-            return tuple(c.spec for c in compiled.by_value.values())
-        return (compiled.spec,)
+        key = _frame_key(can_id, extended)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            return (compiled.spec,)
+        group = self._mux.get(key)
+        return () if group is None else tuple(c.spec for c in group.by_value.values())
 
-    @property
+    @cached_property
     def carries_alarms(self) -> bool:
         """Whether an alarm can reach the inverter as an alarm (else only through limits)."""
         return any(
@@ -1079,7 +1081,7 @@ class Profile:
             for f in s.fields
         )
 
-    @property
+    @cached_property
     def request_response(self) -> bool:
         """True when the battery only answers requests (Pylontech HV)."""
         return bool(self.responses) and all(
@@ -1088,17 +1090,18 @@ class Profile:
 
     def decode(self, can_id: int, data: bytes | bytearray, extended: bool = False) -> DecodedFrame:
         """Decode one frame; raises DecodeError for an unknown id or a bad payload."""
-        compiled = self._compiled.get(can_id | _EXTENDED if extended else can_id)
-        if compiled is None:
-            kind = "29-bit" if extended else "11-bit"
-            raise DecodeError(
-                f"unknown {kind} id {format_id(can_id, extended)} for profile {self.name}"
-            )
+        key = can_id | _EXTENDED if extended else can_id
         if type(data) is not bytes:
             data = bytes(data)
-        if type(compiled) is _MuxGroup:
-            compiled = compiled.pick(data, format_id(can_id, extended))
-        assert isinstance(compiled, CompiledFrame)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            group = self._mux.get(key)
+            if group is None:
+                kind = "29-bit" if extended else "11-bit"
+                raise DecodeError(
+                    f"unknown {kind} id {format_id(can_id, extended)} for profile {self.name}"
+                )
+            compiled = group.pick(data, format_id(can_id, extended))
         fn = compiled.decoders.get(len(data))
         if fn is None:
             fn = compiled.decoder_for(len(data))
@@ -1106,7 +1109,10 @@ class Profile:
         return DecodedFrame(spec, fn(data), None if can_id == spec.id else can_id)
 
     def encode_frame(self, spec: FrameSpec, state: BatteryState) -> bytes:
-        return self._by_spec[id(spec)].encode(state)
+        compiled = self._by_spec.get(id(spec))
+        if compiled is None:
+            raise EncodeError(f"{spec.label} {spec.name} is not a frame of {self.name}")
+        return compiled.encode(state)
 
     def encode(
         self, state: BatteryState, sender: Sender = "battery"

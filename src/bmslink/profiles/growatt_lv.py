@@ -40,7 +40,6 @@ Choices where the sources are silent or disagree (shared/reference/inverter-prot
 
 from __future__ import annotations
 
-from bmslink.errors import EncodeError
 from bmslink.profiles.base import (
     Bits,
     Cells,
@@ -73,13 +72,8 @@ def _status(state: BatteryState) -> int | None:
 
 
 def _soh(state: BatteryState) -> int | None:
-    """SOH as the 7-bit whole percent of 0x313 byte 7."""
-    soh = state.soh_pct
-    if soh is None:
-        return None
-    if not 0 <= soh <= 127:
-        raise EncodeError(f"0x313 measurements: soh_pct={soh} outside 0..127 %")
-    return round(soh)
+    """SOH as the 7-bit whole percent of 0x313 byte 7 (the Bits encoder checks the range)."""
+    return None if state.soh_pct is None else round(state.soh_pct)
 
 
 def _pack_number(state: BatteryState) -> int:
