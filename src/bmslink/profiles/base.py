@@ -400,6 +400,29 @@ class Response:
 _EXTENDED = 1 << 31  # marks 29-bit ids in lookup keys (above any CAN id)
 
 
+#: Currents within this band of zero count as "idle" in the status codes some profiles send.
+IDLE_BAND_A = 0.5
+
+
+def status_from_current(charging: int, discharging: int, idle: int) -> Derive:
+    """A derive sending one of three codes from the current's sign (Growatt, Pylon HV)."""
+
+    def status(state: BatteryState) -> int | None:
+        current = state.current_a
+        if current is None:
+            return None
+        if current > IDLE_BAND_A:
+            return charging
+        return discharging if current < -IDLE_BAND_A else idle
+
+    return status
+
+
+def cell_count(state: BatteryState) -> int:
+    """Cells in ``cells_v``; 0, the usual "unknown", without a cell list."""
+    return len(state.cells_v) if state.cells_v else 0
+
+
 def _state_keys(specs: Iterable[FrameSpec]) -> frozenset[str]:
     keys: set[str] = set()
     for spec in specs:

@@ -20,16 +20,14 @@ What is not known:
 
 from __future__ import annotations
 
-from bmslink.profiles import pylontech
-from bmslink.profiles.base import Profile
+from dataclasses import replace
 
-PROFILE = Profile(
+from bmslink.profiles import pylontech
+
+PROFILE = replace(
+    pylontech.PROFILE,
     name="givenergy",
     title="GivEnergy (Pylontech LV CAN frame set)",
-    frames=pylontech.PROFILE.frames,
-    bitrate=pylontech.PROFILE.bitrate,
-    identity={"manufacturer": "PYLON"},
-    lost_timeout_s=pylontech.PROFILE.lost_timeout_s,
     alias_of="pylontech",
     doc=__doc__ or "",
 )

@@ -50,25 +50,16 @@ from bmslink.profiles.base import (
     Profile,
     Response,
     Text,
+    cell_count,
+    status_from_current,
 )
 from bmslink.state import BatteryState
-
-#: Currents within this band of zero are reported as "idle" in 0x311.
-IDLE_BAND_A = 0.5
 
 _ANSWER_IDS = (0x311, 0x312, 0x313, 0x314, 0x315, 0x316, 0x317, 0x318, 0x319, 0x320, 0x321)
 
 
-def _status(state: BatteryState) -> int | None:
-    """0x311 status: 1 idle, 2 charging, 3 discharging."""
-    current = state.current_a
-    if current is None:
-        return None
-    if current > IDLE_BAND_A:
-        return 2
-    if current < -IDLE_BAND_A:
-        return 3
-    return 1
+#: 0x311 status: 1 idle, 2 charging, 3 discharging.
+_status = status_from_current(charging=2, discharging=3, idle=1)
 
 
 def _soh(state: BatteryState) -> int | None:
@@ -78,10 +69,6 @@ def _soh(state: BatteryState) -> int | None:
 
 def _pack_number(state: BatteryState) -> int:
     return 1 if state.modules is None else state.modules
-
-
-def _cell_count(state: BatteryState) -> int:
-    return len(state.cells_v) if state.cells_v else 0
 
 
 def _cell_delta_v(state: BatteryState) -> float | None:
@@ -148,7 +135,7 @@ FAULTS = _answer(
         Num("fault_bits", 0, 4, integer=True, send=0, doc="meanings not stated; sent as 0"),
         Num("pack_number", 4, 1, integer=True, derive=_pack_number, doc="packs"),
         Num("manufacturer_code", 5, 2, integer=True, send=0),
-        Num("cell_count", 7, 1, integer=True, derive=_cell_count, doc="total cells, 0 = unknown"),
+        Num("cell_count", 7, 1, integer=True, derive=cell_count, doc="total cells, 0 = unknown"),
     ),
     "Fault/alarm bits, pack number, manufacturer code, total cell count.",
 )

@@ -63,36 +63,22 @@ from bmslink.profiles.base import (
     Response,
     Text,
     Version,
+    cell_count,
+    status_from_current,
 )
 from bmslink.state import BatteryState
-
-#: Currents within this band of zero are reported as "idle" in 0x4250.
-IDLE_BAND_A = 0.5
 
 _ENSEMBLE_IDS = (0x4210, 0x4220, 0x4230, 0x4240, 0x4250, 0x4260, 0x4270, 0x4280, 0x4290)
 _EQUIPMENT_IDS = (0x7310, 0x7320, 0x7330, 0x7340)
 
 
-def _basic_status(state: BatteryState) -> int | None:
-    """0x4250 bits 0-2: 1 charge, 2 discharge, 3 idle (within the idle band)."""
-    current = state.current_a
-    if current is None:
-        return None
-    if current > IDLE_BAND_A:
-        return 1
-    if current < -IDLE_BAND_A:
-        return 2
-    return 3
-
-
-def _cell_count(state: BatteryState) -> int:
-    """Total cells, 0 (unknown) without a cell list."""
-    return len(state.cells_v) if state.cells_v else 0
+#: 0x4250 bits 0-2: 1 charge, 2 discharge, 3 idle (never 0, sleep).
+_basic_status = status_from_current(charging=1, discharging=2, idle=3)
 
 
 def _cells_per_module(state: BatteryState) -> int:
     """Cells per module, 0 (unknown) unless the cells divide evenly into the modules."""
-    cells, modules = _cell_count(state), state.modules
+    cells, modules = cell_count(state), state.modules
     if not cells or not modules or cells % modules or cells // modules > 0xFF:
         return 0
     return cells // modules
@@ -309,7 +295,7 @@ MODULE_INFO = _battery(
     0x7320,
     "module_info",
     (
-        Num("cell_count", 0, 2, integer=True, derive=_cell_count, doc="total cells"),
+        Num("cell_count", 0, 2, integer=True, derive=cell_count, doc="total cells"),
         Num("modules", 2, 1, integer=True, doc="battery modules in series"),
         Num("cells_per_module", 3, 1, integer=True, derive=_cells_per_module),
         Num(

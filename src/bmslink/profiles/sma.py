@@ -81,6 +81,17 @@ def not_known(state: BatteryState) -> None:
     return None
 
 
+CHARGE_VOLTAGE = Num(
+    "charge_voltage_v",
+    0,
+    2,
+    scale=0.1,
+    unit="V",
+    non_negative=True,
+    rounding="down",
+    invalid=_U16_INVALID,
+)
+
 LIMITS = FrameSpec(
     0x351,
     "limits",
@@ -88,16 +99,7 @@ LIMITS = FrameSpec(
     min_length=6,
     sender="battery",
     fields=(
-        Num(
-            "charge_voltage_v",
-            0,
-            2,
-            scale=0.1,
-            unit="V",
-            non_negative=True,
-            rounding="down",
-            invalid=_U16_INVALID,
-        ),
+        CHARGE_VOLTAGE,
         Num(
             "charge_current_a",
             2,

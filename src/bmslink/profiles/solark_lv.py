@@ -29,46 +29,25 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bmslink.profiles import pylontech
-from bmslink.profiles.base import AlarmBits, Const, FrameSpec, Num, Profile
+from bmslink.profiles.base import AlarmBits, Profile
 
 #: System error on bit 3 (Pylontech document) and bit 7 (Sol-Ark per Battery-Emulator).
 SYSTEM_WRITE: dict[str, int | tuple[int, ...]] = {
-    "bms_internal": (3, 7),
-    "contactor": (3, 7),
-    "general": (3, 7),
-    "cell_imbalance": (3, 7),
-    "high_charge_current": 0,
+    name: (3, 7) if bit == 3 else bit for name, bit in pylontech._SYSTEM_WRITE.items()
 }
 
-LIMITS = replace(pylontech.LIMITS, length=8, min_length=6)
+LIMITS = pylontech.LIMITS  # already 8 bytes
 SOC_SOH = replace(pylontech.SOC_SOH, length=8, min_length=4)
 MEASUREMENTS = replace(pylontech.MEASUREMENTS, length=8, min_length=6)
-
-PROTECTION = FrameSpec(
-    0x359,
-    "protection_alarms",
+PROTECTION = replace(
+    pylontech.PROTECTION,
     length=8,
     min_length=7,
-    sender="battery",
-    fields=(
-        AlarmBits(
-            "alarms",
-            0,
-            pylontech._VOLTAGE_TEMP_BITS,
-            pylontech._VOLTAGE_TEMP_WRITE,
-            doc="protection",
-        ),
-        AlarmBits("alarms", 1, pylontech._SYSTEM_BITS, SYSTEM_WRITE, doc="protection"),
-        AlarmBits(
-            "warnings",
-            2,
-            pylontech._VOLTAGE_TEMP_BITS,
-            pylontech._VOLTAGE_TEMP_WRITE,
-            doc="alarm (warning)",
-        ),
-        AlarmBits("warnings", 3, pylontech._SYSTEM_BITS, SYSTEM_WRITE, doc="alarm (warning)"),
-        Num("modules", 4, 1, unit="", integer=True, doc="modules in parallel"),
-        Const("marker", 5, b"PN"),
+    fields=tuple(
+        replace(f, write=SYSTEM_WRITE)
+        if isinstance(f, AlarmBits) and f.bits is pylontech._SYSTEM_BITS
+        else f
+        for f in pylontech.PROTECTION.fields
     ),
     doc="Protection and warning bits (system error on bits 3 and 7), modules, 'PN'.",
 )

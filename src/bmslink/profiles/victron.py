@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bmslink.profiles import sma
+from bmslink.profiles import pylontech, sma
 from bmslink.profiles.base import (
     Coded,
     Const,
@@ -78,14 +78,8 @@ def hires_soc(state: BatteryState) -> float | None:
 LIMITS = replace(
     sma.LIMITS,
     fields=(
-        Num(
-            "charge_voltage_v",
-            0,
-            2,
-            scale=0.1,
-            unit="V",
-            non_negative=True,
-            rounding="down",
+        replace(
+            sma.CHARGE_VOLTAGE,
             invalid=0,
             doc="never sent as 0: 0 is Victron's over-voltage, decoded as not sent",
         ),
@@ -94,15 +88,10 @@ LIMITS = replace(
     doc="CVL (never 0), CCL, DCL (required); DVL (ignored by Victron, 0xFFFF if unknown).",
 )
 
-SOC_SOH = FrameSpec(
-    0x355,
-    "soc_soh",
-    length=8,
-    min_length=4,
-    sender="battery",
+SOC_SOH = replace(
+    sma.SOC_SOH,
     fields=(
-        Num("soc_pct", 0, 2, unit="%", invalid=0xFFFF),
-        Num("soh_pct", 2, 2, unit="%", invalid=0xFFFF, absent_as_invalid=True),
+        *sma.SOC_SOH.fields[:2],
         Num(
             "soc_pct",
             4,
@@ -272,15 +261,7 @@ PRODUCT = _text_frame(
     "Battery family / product name (BYD: 'PREMIUM').",
 )
 
-GX_KEEPALIVE = FrameSpec(
-    0x305,
-    "gx_keepalive",
-    length=8,
-    min_length=0,
-    sender="inverter",
-    accept_any_payload=True,
-    doc="GX keep-alive, 8 zero bytes.",
-)
+GX_KEEPALIVE = replace(pylontech.KEEPALIVE, name="gx_keepalive", doc="GX keep-alive, 8 zero bytes.")
 GX_306 = FrameSpec(
     0x306,
     "gx_306",
