@@ -437,3 +437,45 @@ def test_unknown_alarms_go_out_as_not_supported_only_from_a_source_without_alarm
     out, _ = guard(state, victron, None, keys)
     frames = dict((spec.label, data) for spec, data in victron.encode_round(out).frames)
     assert frames["0x35A"] == bytes(8)  # every pair "not supported"
+
+
+@pytest.mark.parametrize("target", ["byd-hvs", "growatt-lv", "pylontech-hv"])
+def test_unknown_alarms_never_leave_the_limits_open_on_profiles_without_alarm_bits(target):
+    """Alarms reach these inverters only as zero limits; unknown alarms must not mean 'none'."""
+    state = good_state(alarms=None)
+    with pytest.raises(EncodeError, match="alarms are missing"):
+        guard(state, PROFILES[target], None, PROFILES["pylontech"].required_keys)
+
+
+def test_every_alarm_but_imbalance_stops_something():
+    from bmslink.limits import limits_for_alarms
+
+    for name in ALARM_NAMES:
+        _, zeroed = limits_for_alarms(good_state(alarms=[name]))
+        assert bool(zeroed) is (name != "cell_imbalance"), name
+
+
+def test_sma_limits_expire_long_before_the_60_s_battery_timeout():
+    """The SI waits 60 s for 0x355, but 0x351's limits are not kept that long."""
+    sma = PROFILES["sma"]
+    channel = f"test-roles-{next(_channels)}"
+    buses = [can.Bus(interface="virtual", channel=channel) for _ in range(2)]
+    clock = ManualClock()
+    inverter = InverterRole(buses[1], sma, clock)
+    try:
+        frames = dict((s.id, d) for s, d in sma.encode_round(good_state()).frames)
+        for second in range(20):
+            for can_id, data in frames.items():
+                if can_id != 0x351 or second == 0:  # 0x351 stops after the first second
+                    buses[0].send(
+                        can.Message(arbitration_id=can_id, data=data, is_extended_id=False)
+                    )
+            inverter.poll()
+            clock.advance(1.0)
+        seen = inverter.state()
+        assert inverter.lost_timeout_s == 60.0 and seen is not None  # still online
+        assert seen.charge_current_a is None and seen.charge_voltage_v is None
+        assert seen.soc_pct is not None
+    finally:
+        for bus in buses:
+            bus.shutdown()

@@ -57,16 +57,15 @@ class HardwareLimits:
     def clamp(self, state: BatteryState) -> tuple[BatteryState, list[str]]:
         """A copy with the limits clamped, and the keys that were changed.
 
-        Absent limits stay absent (the encoder then refuses the frame); a CVL of
-        0 or below raises LimitError instead of being "clamped" into something.
+        Absent limits stay absent (the profile then refuses the frame, or, where
+        it has an "invalid" marker such as SMA's DVL, sends "not given"); a CVL
+        of 0 or below raises LimitError instead of being "clamped" into something.
         """
+        refuse_zero_cvl(state)
         changes: dict[str, float] = {}
         cvl = state.charge_voltage_v
-        if cvl is not None:
-            if cvl <= 0:
-                raise LimitError(f"charge_voltage_v {cvl:g} V is never sent")
-            if cvl > self.max_charge_voltage_v:
-                changes["charge_voltage_v"] = self.max_charge_voltage_v
+        if cvl is not None and cvl > self.max_charge_voltage_v:
+            changes["charge_voltage_v"] = self.max_charge_voltage_v
         ccl = state.charge_current_a
         if ccl is not None and ccl > self.max_charge_current_a:
             changes["charge_current_a"] = self.max_charge_current_a
@@ -81,6 +80,13 @@ class HardwareLimits:
         return state.merged(changes), sorted(changes)
 
 
+def refuse_zero_cvl(state: BatteryState) -> None:
+    """A CVL of 0 or below is never sent: Victron reads it as over-voltage and discharges."""
+    cvl = state.charge_voltage_v
+    if cvl is not None and cvl <= 0:
+        raise LimitError(f"charge_voltage_v {cvl:g} V is never sent")
+
+
 #: Alarms that must stop charging / discharging when a profile can only say so with limits.
 CHARGE_STOPPING_ALARMS = frozenset(
     {
@@ -91,16 +97,8 @@ CHARGE_STOPPING_ALARMS = frozenset(
     }
 )
 DISCHARGE_STOPPING_ALARMS = frozenset({"low_voltage", "high_discharge_current"})
-BOTH_STOPPING_ALARMS = frozenset(
-    {
-        "high_temperature",
-        "low_temperature",
-        "short_circuit",
-        "contactor",
-        "bms_internal",
-        "general",
-    }
-)
+#: The only alarms that stop nothing; any other name (a new one included) stops both ways.
+NON_STOPPING_ALARMS = frozenset({"cell_imbalance"})
 
 
 def limits_for_alarms(state: BatteryState) -> tuple[BatteryState, list[str]]:
@@ -114,7 +112,7 @@ def limits_for_alarms(state: BatteryState) -> tuple[BatteryState, list[str]]:
     if not alarms:
         return state, []
     changes: dict[str, float] = {}
-    both = bool(alarms & BOTH_STOPPING_ALARMS)
+    both = bool(alarms - CHARGE_STOPPING_ALARMS - DISCHARGE_STOPPING_ALARMS - NON_STOPPING_ALARMS)
     if (both or alarms & CHARGE_STOPPING_ALARMS) and state.charge_current_a != 0:
         changes["charge_current_a"] = 0.0
     if (both or alarms & DISCHARGE_STOPPING_ALARMS) and state.discharge_current_a != 0:

@@ -33,7 +33,7 @@ import can
 
 from bmslink.clock import Clock
 from bmslink.errors import EncodeError
-from bmslink.limits import HardwareLimits, LimitError, limits_for_alarms
+from bmslink.limits import HardwareLimits, LimitError, limits_for_alarms, refuse_zero_cvl
 from bmslink.profiles.base import FrameSpec, Profile
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
 from bmslink.state import BatteryState
@@ -108,9 +108,11 @@ def guard(
     CVL of 0 or below. ``source_keys``: what the source always sends (see
     ``presented_defaults``).
     """
-    cvl = state.charge_voltage_v
-    if cvl is not None and cvl <= 0:
-        raise LimitError(f"charge_voltage_v {cvl:g} V is never sent")
+    refuse_zero_cvl(state)
+    if state.alarms is None and (source_keys is None or "alarms" in source_keys):
+        # Unknown alarms would go out as "none" (limits left open on BYD, "not supported"
+        # on SMA/Victron); that is only true of a source whose protocol has no alarms.
+        raise EncodeError("alarms are missing: the source sends them, but none arrived")
     changed: list[str] = []
     if hardware is not None:
         state, clamped = hardware.clamp(state)
@@ -118,13 +120,6 @@ def guard(
     if not profile.carries_alarms:
         state, zeroed = limits_for_alarms(state)
         changed += zeroed
-    if (
-        state.alarms is None
-        and profile.carries_alarms
-        and (source_keys is None or "alarms" in source_keys)
-    ):
-        # SMA/Victron could say "not supported"; that is only true of a source without alarms
-        raise EncodeError("alarms are missing: the source sends them, but none arrived")
     state, _ = presented_defaults(state, source_keys)  # after the limits are final
     return state, changed
 

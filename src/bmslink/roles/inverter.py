@@ -1,11 +1,13 @@
 """Be the inverter: read a battery's frames into a BatteryState and keep the link alive.
 
-Every frame's values expire on their own, ``lost_timeout_s`` (or 2.5 periods
-for slow frames such as BYD's 60 s alarms) after that frame was last seen, so a
-limit frame that stops arriving makes its limits absent instead of stale. The
-battery is lost when none of the profile's liveness frames (any battery frame,
-or SMA's 0x355) arrived within the timeout; :meth:`InverterRole.state` then
-returns None.
+Every frame's values expire on their own, ``frame_expiry_s`` (10 s, or 2.5
+periods for slow frames such as BYD's 60 s alarms) after that frame was last
+seen, so a limit frame that stops arriving makes its limits absent instead of
+stale. The battery is lost when none of the profile's liveness frames (any
+battery frame, or SMA's 0x355) arrived within ``lost_timeout_s`` (the profile's:
+SMA waits 60 s); :meth:`InverterRole.state` then returns None. The two are
+apart on purpose: a Sunny Island tolerates 60 s without 0x355, but limits
+that stopped arriving are not kept for 60 s.
 
 The role sends the profile's inverter frames on their periods: keep-alives,
 and for request/response profiles the requests (Pylontech HV's 0x4200,
@@ -44,6 +46,7 @@ class InverterRole:
         *,
         keepalive_period_s: float | None = None,
         lost_timeout_s: float | None = None,
+        frame_expiry_s: float = 10.0,
     ) -> None:
         self.bus = bus
         self.profile = profile
@@ -51,6 +54,7 @@ class InverterRole:
         #: None: each inverter frame on its table period; a number overrides them all.
         self.keepalive_period_s = keepalive_period_s
         self.lost_timeout_s = profile.lost_timeout_s if lost_timeout_s is None else lost_timeout_s
+        self.frame_expiry_s = frame_expiry_s
         self._outgoing = [s for s in profile.frames_from("inverter") if s.emit]
         self._next_send: dict[int, float] = {id(s): float("-inf") for s in self._outgoing}
         self._sent_once: set[int] = set()
@@ -130,8 +134,8 @@ class InverterRole:
 
     def _expiry(self, spec: FrameSpec) -> float:
         if spec.period_s is None:
-            return self.lost_timeout_s
-        return max(self.lost_timeout_s, PERIODS_TO_EXPIRE * spec.period_s)
+            return self.frame_expiry_s
+        return max(self.frame_expiry_s, PERIODS_TO_EXPIRE * spec.period_s)
 
     def _check_battery(self, now: float) -> None:
         online = self._last_frame is not None and now - self._last_frame <= self.lost_timeout_s

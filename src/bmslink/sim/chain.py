@@ -199,6 +199,7 @@ class Chain:
             self.profile,
             self.clock,
             lost_timeout_s=max(cfg.lost_timeout_s or self.profile.lost_timeout_s, 3 * cfg.step_s),
+            frame_expiry_s=max(10.0, 3 * cfg.step_s),  # one CAN round per step
         )
         #: Fault injection: while False the battery's frames never reach the inverter.
         self.link_up = True
