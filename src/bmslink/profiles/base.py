@@ -1095,6 +1095,17 @@ class Profile:
         group = self._mux.get(key)
         return () if group is None else tuple(c.spec for c in group.by_value.values())
 
+    def answer_specs(self, can_id: int, extended: bool, data: bytes) -> list[FrameSpec]:
+        """The battery frames an inverter request asks for, in order (none for other frames)."""
+        return [
+            spec
+            for response in self.responses
+            if response.matches(can_id, extended, data)
+            for answer_id in response.frames
+            for spec in self.specs_with_id(answer_id, response.extended)
+            if spec.emit
+        ]
+
     @cached_property
     def carries_alarms(self) -> bool:
         """Whether an alarm can reach the inverter as an alarm (else only through limits)."""

@@ -66,9 +66,7 @@ def safety_escalation(old: BatteryState | None, new: BatteryState) -> str | None
     return None
 
 
-def presented_defaults(
-    state: BatteryState, source_keys: Collection[str] | None
-) -> tuple[BatteryState, list[str]]:
+def presented_defaults(state: BatteryState, source_keys: Collection[str] | None) -> BatteryState:
     """Fill what a target profile needs but the source's protocol has no place for.
 
     Victron- and SMA-style batteries have no enable flags: a zero current limit
@@ -82,7 +80,7 @@ def presented_defaults(
     nothing is filled.
     """
     if source_keys is None:
-        return state, []
+        return state
     fill: dict[str, object] = {}
     for flag, limit in (
         ("charge_enable", "charge_current_a"),
@@ -93,7 +91,7 @@ def presented_defaults(
             fill[flag] = amps > 0
     if "modules" not in source_keys and state.modules is None:
         fill["modules"] = 1
-    return (state.merged(fill) if fill else state), sorted(fill)
+    return state.merged(fill) if fill else state
 
 
 def guard(
@@ -120,7 +118,7 @@ def guard(
     if not profile.carries_alarms:
         state, zeroed = limits_for_alarms(state)
         changed += zeroed
-    state, _ = presented_defaults(state, source_keys)  # after the limits are final
+    state = presented_defaults(state, source_keys)  # after the limits are final
     return state, changed
 
 
@@ -217,7 +215,7 @@ class BatteryRole:
             msg.dlc = len(data)
             messages[id(spec)] = msg
         self._messages = messages
-        if reason is not None and self._periodic and not self.profile.request_response:
+        if reason is not None and self._periodic:  # request/response profiles have none
             self._pending_reason = reason
             self.poll()
 
@@ -300,15 +298,9 @@ class BatteryRole:
                 continue
             self._last_keepalive = now
             self.keepalives += 1
-            for response in profile.responses:
-                if response.matches(msg.arbitration_id, msg.is_extended_id, msg.data):
-                    self._answers.extend(self._answer_specs(response.frames, response.extended))
-
-    def _answer_specs(self, ids: tuple[int, ...], extended: bool) -> list[FrameSpec]:
-        out: list[FrameSpec] = []
-        for can_id in ids:
-            out.extend(s for s in self.profile.specs_with_id(can_id, extended) if s.emit)
-        return out
+            self._answers += profile.answer_specs(
+                msg.arbitration_id, msg.is_extended_id, bytes(msg.data)
+            )
 
     def _check_inverter(self, now: float) -> None:
         online = (

@@ -27,6 +27,7 @@ from bmslink.clock import ManualClock
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole
+from bmslink.roles.common import drain
 from bmslink.sim.bms import BmsSettings, SimBms
 from bmslink.sim.day import DayProfile
 from bmslink.sim.inverter import SimInverter
@@ -241,10 +242,10 @@ class Chain:
         self.clock.advance(step_s)
 
     def _record(self, bus: can.BusABC) -> None:
-        while (msg := bus.recv(timeout=0)) is not None:
-            self.recorded.append(
-                (msg.timestamp, msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
-            )
+        self.recorded += (
+            (msg.timestamp, msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
+            for msg in drain(bus)
+        )
 
     def _track(self, seen: BatteryState | None) -> None:
         true_soc = self.pack.soc_pct

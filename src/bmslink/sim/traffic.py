@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from bmslink.errors import EncodeError
+from bmslink.limits import LimitError
 from bmslink.profiles.base import FrameSpec, Profile
 from bmslink.roles.battery import guard
 from bmslink.state import BatteryState
@@ -90,17 +91,17 @@ def profile_traffic(
     rng = random.Random(seed)
     state_at = state_at or drifting_state(profile.voltage_class)
     battery = [s for s in profile.frames_from("battery") if s.emit]
-    outgoing = [s for s in profile.frames_from("inverter") if s.emit and s.period_s is not None]
+    outgoing = [s for s in profile.frames_from("inverter") if s.emit]  # period None: once
     encoded: dict[int, bytes | None] = {}
     encoded_second = -1
     state = BatteryState()
-    queue: list[tuple[float, int, int, FrameSpec]] = []
+    queue: list[tuple[float, int, FrameSpec]] = []
     sequence = 0
 
     def schedule(at: float, spec: FrameSpec) -> None:
         nonlocal sequence
         sequence += 1
-        heapq.heappush(queue, (at, sequence, 0, spec))
+        heapq.heappush(queue, (at, sequence, spec))
 
     for spec in battery:
         if spec.period_s is not None:
@@ -110,7 +111,7 @@ def profile_traffic(
             schedule(rng.uniform(0, 1.0), spec)
     heard_inverter = not profile.battery_waits_for_inverter
     while queue:
-        at, _, _, spec = heapq.heappop(queue)
+        at, _, spec = heapq.heappop(queue)
         if at > seconds:
             break
         if spec.period_s is not None:
@@ -125,14 +126,8 @@ def profile_traffic(
             if data is None:
                 continue
             heard_inverter = True
-            for response in profile.responses:
-                if response.matches(spec.id, spec.extended, data):
-                    delay = 0.005
-                    for can_id in response.frames:
-                        for answer in profile.specs_with_id(can_id, response.extended):
-                            if answer.emit:
-                                delay += 0.001
-                                schedule(at + delay, answer)
+            for n, answer in enumerate(profile.answer_specs(spec.id, spec.extended, data)):
+                schedule(at + 0.006 + 0.001 * n, answer)
         elif not heard_inverter:
             continue
         else:
@@ -145,16 +140,13 @@ def profile_traffic(
 
 
 def _encode_all(profile: Profile, state: BatteryState) -> dict[int, bytes | None]:
-    state, _ = guard(state.merged(dict(profile.identity)), profile, None)
-    out: dict[int, bytes | None] = {}
-    for spec in profile.frames_from("battery"):
-        if not spec.emit:
-            continue
-        try:
-            out[id(spec)] = profile.encode_frame(spec, state)
-        except EncodeError:
-            out[id(spec)] = None
-    return out
+    """What the battery role would send for this state: nothing if it cannot send it all."""
+    try:
+        state, _ = guard(state.merged(dict(profile.identity)), profile, None)
+        encoded = profile.encode_round(state)
+    except (EncodeError, LimitError):
+        return {}
+    return {id(spec): data for spec, data in encoded.frames}
 
 
 def _inverter_payload(profile: Profile, spec: FrameSpec, state: BatteryState) -> bytes | None:
