@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from bmslink.cli.common import fail, profile_or_exit
+from bmslink.cli.common import consume_capture, fail, profile_or_exit
 
 
 def check_command(
@@ -24,7 +24,6 @@ def check_command(
 
     Exit status 0 when there is no error (warnings allowed), 1 when there is one.
     """
-    from bmslink.capture import CaptureError, CaptureReport, read_capture  # numpy: load on use
     from bmslink.diagnose.check import check_batches
 
     chosen = profile_or_exit(profile)
@@ -36,15 +35,9 @@ def check_command(
             family = default_registry().find_inverter(inverter)
         except RegistryError as exc:
             fail(str(exc), code=2)
-    report = CaptureReport(source)
-    try:
-        stats, checker = check_batches(
-            chosen, read_capture(source, report), inverter=family, cells=cells
-        )
-    except CaptureError as exc:
-        fail(str(exc))
-    if cells is None:  # the cell-count rules are decided after the pass, from extremes
-        checker.cells = checker.assumed_cells()
+    (stats, checker), report = consume_capture(
+        source, lambda batches: check_batches(chosen, batches, inverter=family, cells=cells)
+    )
     findings = checker.findings(stats, report)
     errors = sum(f.severity == "error" for f in findings)
     if as_json:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 
 from bmslink.profiles import UnknownProfileError, get_profile
 from bmslink.profiles.base import Profile
+
+if TYPE_CHECKING:
+    from bmslink.capture import CaptureReport, FrameBatch
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -38,3 +43,16 @@ def profile_or_exit(name: str) -> Profile:
         return get_profile(name)
     except UnknownProfileError as exc:
         fail(str(exc), code=2)
+
+
+def consume_capture(
+    source: str, consume: Callable[[Iterator[FrameBatch]], T]
+) -> tuple[T, CaptureReport]:
+    """Feed a capture's batches to ``consume``; an unreadable capture exits 1, named."""
+    from bmslink.capture import CaptureError, CaptureReport, read_capture  # numpy: load on use
+
+    report = CaptureReport(source)
+    try:
+        return consume(read_capture(source, report)), report
+    except CaptureError as exc:
+        fail(str(exc))

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from bmslink.cli.common import fail
+from bmslink.cli.common import consume_capture
 
 
 def detect_command(
@@ -16,15 +16,10 @@ def detect_command(
     as_json: bool = typer.Option(False, "--json", help="JSON for machines."),
 ) -> None:
     """Name the most likely profile of captured traffic, with confidence and evidence."""
-    from bmslink.capture import CaptureError, CaptureReport, read_capture  # numpy: load on use
-    from bmslink.diagnose.detect import detect
+    from bmslink.diagnose.detect import detect  # numpy: load on use
     from bmslink.diagnose.stats import gather
 
-    report = CaptureReport(source)
-    try:
-        stats = gather(read_capture(source, report))
-    except CaptureError as exc:
-        fail(str(exc))
+    stats, report = consume_capture(source, gather)
     result = detect(stats)
     if as_json:
         payload = result.to_dict()
@@ -44,16 +39,12 @@ def detect_command(
                 runner = result.runner_up
                 typer.echo(f"runner-up: {runner.profile} (score {runner.score:.2f})")
                 for line in runner.evidence:  # what tells the two apart
-                    if line not in best.evidence and not line.startswith(SHARED_PREFIXES):
+                    if line not in best.evidence:
                         typer.echo(f"  - {line}")
         if report.bad_lines:
             typer.echo(f"skipped {report.bad_lines} unparsable lines; {report.errors[0]}", err=True)
     if result.best is None:
         raise typer.Exit(1)
-
-
-#: Evidence lines both candidates always have; only the differences are shown for the runner-up.
-SHARED_PREFIXES = ("29-bit ids present",)
 
 
 def register(app: typer.Typer) -> None:

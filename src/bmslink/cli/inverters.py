@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
+
+from bmslink.cli.common import fail
 
 if TYPE_CHECKING:  # the registry (tomllib and the data) loads only when the command runs
     from bmslink.registry import Inverter, Pinout, Registry
@@ -31,19 +33,13 @@ CONFIDENCE_TEXT = {
 }
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and a non-zero exit (same contract as the other commands)."""
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
-
-
 def _registry() -> Registry:
     from bmslink.registry import RegistryError, load_registry
 
     try:
         return load_registry()
     except RegistryError as exc:  # broken data or install: not the user's fault, exit 1
-        _fail(str(exc), code=1)
+        fail(str(exc))
 
 
 def _pins_text(pins: tuple[int, ...]) -> str:
@@ -162,12 +158,12 @@ def inverters_command(
 
     registry = _registry()
     if name is not None and profile is not None:
-        _fail("give an inverter NAME or --profile, not both")
+        fail("give an inverter NAME or --profile, not both", code=2)
     if name is not None:
         try:
             inverter = registry.find_inverter(name)
         except RegistryError as exc:
-            _fail(str(exc))
+            fail(str(exc), code=2)
         if as_json:
             typer.echo(json.dumps(inverter.to_dict(), indent=2, ensure_ascii=False))
         else:
@@ -178,7 +174,7 @@ def inverters_command(
         try:
             inverters = registry.inverters_for_profile(profile)
         except RegistryError as exc:
-            _fail(str(exc))
+            fail(str(exc), code=2)
     if as_json:
         typer.echo(json.dumps([inv.to_dict() for inv in inverters], indent=2, ensure_ascii=False))
     elif not inverters:

@@ -9,7 +9,7 @@ import typer
 
 from bmslink.cli.common import profile_or_exit
 from bmslink.profiles import PROFILES
-from bmslink.profiles.base import FrameSpec, Profile
+from bmslink.profiles.base import FrameSpec, Profile, format_id
 
 
 def _frame_dict(spec: FrameSpec) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def _frame_dict(spec: FrameSpec) -> dict[str, Any]:
         "length": spec.length,
         "period_s": spec.period_s,
         "required": spec.required,
-        "alt_ids": [f"0x{i:X}" for i in spec.alt_ids],
+        "alt_ids": [format_id(i, spec.extended) for i in spec.alt_ids],
         "doc": spec.doc,
     }
 

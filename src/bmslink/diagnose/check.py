@@ -556,4 +556,6 @@ def check_batches(
     for batch in numbered(batches):
         stats.add(batch)
         checker.add(batch)
+    if cells is None:  # the cell-count rules are decided after the pass, from extremes
+        checker.cells = checker.assumed_cells()
     return stats, checker
