@@ -287,3 +287,10 @@ def test_a_capture_without_timestamps_gives_frame_numbers_not_nan(tmp_path):
     report = json.loads(result.stdout)
     (soc,) = [f for f in report["findings"] if f["code"] == "soc_out_of_range"]
     assert soc["evidence"][0]["time"] == 1.0  # the second frame
+
+
+def test_a_timestamp_too_long_for_the_fast_parser_is_still_read_right(tmp_path):
+    path = tmp_path / "long.log"
+    path.write_text("(1700000000.1234567891) can0 351#1402740E740ECC01\n")
+    (batch,) = read_capture(str(path))
+    assert batch.timestamps[0] == pytest.approx(1700000000.1234567891)

@@ -28,6 +28,8 @@ class CanFrame:
     channel: str | None = None
 
 
+#: Linux SocketCAN marks an error frame with this bit of the 32-bit id.
+CAN_ERR_FLAG = 0x20000000
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DEFAULT_RE = re.compile(
     r"^(?:\((?P<ts>[^)]*)\)\s+)?(?P<ch>\S+)\s+(?P<id>[0-9A-Fa-f]+)\s+\[(?P<dlc>\d+)\]\s*(?P<data>.*)$"
@@ -43,7 +45,7 @@ def _parse_id(text: str) -> tuple[int, bool]:
             raise DecodeError(f"bad CAN id {text!r}: above 0x7FF for an 11-bit id")
     elif len(text) == 8:
         can_id, extended = int(text, 16), True
-        if can_id & 0x20000000:
+        if can_id & CAN_ERR_FLAG:
             raise DecodeError(f"error frame {text} (CAN_ERR_FLAG set), not a data frame")
         if can_id > 0x1FFFFFFF:
             raise DecodeError(f"bad CAN id {text!r}: above 0x1FFFFFFF for a 29-bit id")

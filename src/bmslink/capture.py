@@ -1,9 +1,9 @@
 """Read and write CAN captures as column batches, fast enough for gigabyte files.
 
 Text captures (candump ``-L`` as python-can's ``.log`` writes it, candump's
-default output, bare ``id#data``) are parsed here; the common candump ``-L``
-line takes a single regular-expression match, everything else goes through
-:func:`bmslink.canlines.parse_line`. Binary and vendor formats (``.asc``,
+default output, bare ``id#data``) are parsed here; candump ``-L`` lines are
+parsed a block at a time with numpy, column by column, and everything else goes
+through :func:`bmslink.canlines.parse_line`. Binary and vendor formats (``.asc``,
 ``.blf``, ``.csv``, ``.trc``, ``.mf4``) are read with python-can's LogReader.
 
 Frames come out in :class:`FrameBatch` chunks of numpy columns so detection,
@@ -22,13 +22,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from bmslink.canlines import parse_line
+from bmslink.canlines import CAN_ERR_FLAG, parse_line
 from bmslink.errors import BmslinkError, DecodeError
 
 #: Suffixes python-can reads; everything else is read as candump text.
 PYTHON_CAN_SUFFIXES = frozenset({".asc", ".blf", ".csv", ".trc", ".mf4", ".db"})
 CHUNK_FRAMES = 262_144
-_ERR_FLAG = 0x20000000
 KEEP_ERRORS = 5
 
 
@@ -177,7 +176,9 @@ def parse_candump_block(
     id_len = hashes - id_start
     data_chars = trimmed - hashes - 1
     ok &= ((id_len == 3) | (id_len == 8)) & (data_chars % 2 == 0) & (data_chars <= 16)
-    ok &= (data_chars >= 0) & (close - starts - 1 >= 1) & (close - starts - 1 <= 24)
+    # at most 18 digits and a dot: the timestamp is summed in int64; longer ones (rare)
+    # go to the per-line parser instead of overflowing
+    ok &= (data_chars >= 0) & (close - starts - 1 >= 1) & (close - starts - 1 <= 19)
     good = np.flatnonzero(ok)
     padded = np.concatenate([buf, np.zeros(32, dtype=np.uint8)])  # reads never run off the end
     hash_good, id_len_good, chars = hashes[good], id_len[good], data_chars[good]
@@ -217,7 +218,7 @@ def parse_candump_block(
     timestamps = whole / _POWERS[decimals]
     extended = id_len_good == 8
     ids_ok = np.where(extended, ids <= 0x1FFFFFFF, ids <= 0x7FF)
-    valid = ~bad & (ids_ok | (extended & ((ids & _ERR_FLAG) != 0)))
+    valid = ~bad & (ids_ok | (extended & ((ids & CAN_ERR_FLAG) != 0)))
     kept = good[valid]
     batch = FrameBatch(
         timestamps[valid],
@@ -262,7 +263,7 @@ def _parse_text_block(data: bytes, report: CaptureReport) -> FrameBatch:
     report.lines += len(starts)
     rest = np.ones(len(starts), dtype=bool)
     rest[kept] = False  # lines handled here, error frames included
-    error_rows = batch.extended & ((batch.ids & _ERR_FLAG) != 0)
+    error_rows = batch.extended & ((batch.ids & CAN_ERR_FLAG) != 0)
     if error_rows.any():
         report.error_frames += int(error_rows.sum())
         batch, kept = take(batch, ~error_rows), kept[~error_rows]
@@ -357,9 +358,9 @@ def write_capture(
 ) -> int:
     """Write frames in the format the suffix names; returns the count.
 
-    ``.log``/``.txt``/``.candump`` (and stdin-like '-') get candump -L text from
-    here; other suffixes go through python-can's Logger. The file appears only
-    when complete: it is written beside and renamed.
+    python-can's suffixes (``.asc``, ``.blf``, ...) go through its Logger; any
+    other name gets candump -L text. The file appears only when complete: it
+    is written beside and renamed.
     """
     target = Path(path)
     suffix = target.suffix.lower()
