@@ -2,7 +2,6 @@
 
 import json
 
-import can
 import pytest
 from typer.testing import CliRunner
 
@@ -112,14 +111,13 @@ def test_detection_names_each_profile_from_jittery_lossy_traffic(name):
 def test_detection_reports_aliases_and_evidence():
     result = detect(gather([FrameBatch.from_frames(traffic())]))
     assert result.best.profile == "pylontech"
-    if "givenergy" in PROFILES:
-        assert "givenergy" in result.best.aliases
+    assert "givenergy" in result.best.aliases
     assert any("'PN'" in line for line in result.best.evidence)
 
 
 def test_detection_on_the_public_victron_vectors():
     frames = [
-        (1.0, 0x351, False, bytes.fromhex("4802000500 05AE01".replace(" ", ""))),
+        (1.0, 0x351, False, bytes.fromhex("480200050005AE01")),
         (1.1, 0x355, False, bytes.fromhex("4300640000000000")),
         (1.2, 0x356, False, bytes.fromhex("BE14F9FF8C000000")),
         (1.3, 0x35A, False, bytes.fromhex("AAAAAAAAAAAAAAAA")),
@@ -127,8 +125,7 @@ def test_detection_on_the_public_victron_vectors():
         (1.5, 0x35F, False, bytes.fromhex("4C69011769000000")),
         (1.6, 0x307, False, bytes.fromhex("1234567856494300")),
     ]
-    candidates = {**PROFILES, "victron": VICTRON, "sma": SMA}
-    result = detect(gather([FrameBatch.from_frames(frames)]), candidates)
+    result = detect(gather([FrameBatch.from_frames(frames)]))
     assert result.best.profile == "victron"
     assert result.runner_up.profile == "sma"  # the same frame set but for the GX's "VIC"
     found = codes(frames, "victron", inverter="victron", cells=16)
@@ -205,7 +202,7 @@ def test_each_rule_has_a_capture_that_triggers_it(code):
     found = CASES[code]()
     assert code in found, sorted(found)
     finding = found[code]
-    assert finding.severity == RULES[code][0] or code in ("cvl_zero", "dcl_negative")
+    assert finding.severity == RULES[code][0]
     assert finding.advice
 
 
@@ -261,10 +258,6 @@ def test_profiles_command_lists_every_profile():
     result = CliRunner().invoke(app, ["profiles", "--json"])
     assert result.exit_code == 0
     assert sorted(p["name"] for p in json.loads(result.stdout)) == sorted(PROFILES)
-
-
-def test_can_is_importable_for_log_formats():
-    assert can.LogReader is not None
 
 
 def test_cvl_zero_is_seen_on_victron_where_the_table_reads_raw_zero_as_absent():
