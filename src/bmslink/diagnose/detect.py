@@ -34,9 +34,6 @@ WEIGHTS = {
 }
 
 
-MISMATCH = "\x00mismatch"  # in a candidate's marker set: a marker it always sends was wrong
-
-
 @dataclass
 class Candidate:
     """One profile's score and the evidence behind it."""
@@ -118,7 +115,7 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
     period_scores: list[float] = []
     payload_scores: list[float] = []
     fields_seen: list[tuple[FrameSpec, dict[str, Any]]] = []
-    markers: set[str] = set()
+    markers: dict[str, bool] = {}  # evidence note -> the marker was right
     for s in explained:
         spec = profile.spec(s.can_id, s.extended)
         assert spec is not None  # explained ids only
@@ -147,7 +144,9 @@ def score_profile(profile: Profile, stats: CaptureStats) -> Candidate:
         "periods": sum(period_scores) / len(period_scores) if period_scores else 0.5,
         "payloads": sum(payload_scores) / len(payload_scores) if payload_scores else 0.0,
         # no marker among the frames seen is neutral, not evidence against
-        "markers": 0.0 if MISMATCH in markers else 1.0 if markers else 0.5 if explained else 0.0,
+        "markers": (
+            0.0 if not all(markers.values()) else 1.0 if markers else 0.5 if explained else 0.0
+        ),
     }
     score = sum(WEIGHTS[k] * v for k, v in parts.items())
     extended = [s.label for s in stats.ids.values() if s.extended]
@@ -162,7 +161,7 @@ def _payload_score(
     spec: FrameSpec,
     evidence: list[str],
     fields_seen: list[tuple[FrameSpec, dict[str, Any]]],
-    markers: set[str],
+    markers: dict[str, bool],
 ) -> float:
     """Share of sampled payloads that decode, with bonuses for markers and names."""
     ok = 0
@@ -179,11 +178,11 @@ def _payload_score(
                     # a marker this profile always sends is wrong
                     note = f"{s.label} lacks the marker {f.value.decode('latin-1')!r}"
                     evidence.append(note)
-                    markers.add(MISMATCH)
+                    markers[note] = False
                     return 0.0
                 note = f"{s.label} carries the marker {f.value.decode('latin-1')!r}"
                 if note not in markers:
-                    markers.add(note)
+                    markers[note] = True
                     evidence.append(note)
             elif isinstance(f, Text) and f.key == "manufacturer" and decoded.fields.get(f.key):
                 text = decoded.fields[f.key]

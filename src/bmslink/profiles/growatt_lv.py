@@ -190,7 +190,7 @@ REQUESTS = _answer(
         Num("cell_min_v", 3, 2, scale=0.001, unit="V"),
         Num("cell_max_id", 5, 1, as_text=True, doc="0 = unknown"),
         Num("cell_min_id", 6, 1, as_text=True, doc="0 = unknown"),
-        Num("protect_pack_id", 7, 1, integer=True, send=0),
+        Num("protect_pack_id", 7, 1, integer=True, send=0, doc="0: no pack is protecting"),
     ),
     "Request flags, highest/lowest cell voltage and their numbers, protecting pack id.",
 )

@@ -4,10 +4,13 @@ An external BMS drives a Sunny Island 6.0H/8.0H (and the inverters that copied t
 protocol) with this frame set. CAN 2.0A, 11-bit ids, 500 kbit/s, little-endian
 ("low byte first unless stated otherwise"). bmslink sends each battery frame once
 per second and never two transmissions of one frame less than 200 ms apart, the
-SI's inhibit time. The SI itself sends 0x305, 0x306 and 0x307 every second; they
-echo what the battery reported, so when bmslink emulates the SI it writes them from
-the state it received. Source: shared/reference/inverter-protocols.md §3 (SMA
-Technical Information FSS-ConnectingBat-TI-en-10) and §2 for the 0x35A pair table.
+SI's inhibit time. The SI itself sends 0x305, 0x306 and 0x307 every second. Their
+measurements (voltage, current, temperature, SOC, SOH) echo what the battery
+reported, so when bmslink emulates the SI it writes those from the state it
+received; the SI's own status words are sent as fixed values: charging procedure
+10 (external BMS), operating state 1, error number 0, relay state 0. Source:
+shared/reference/inverter-protocols.md §3 (SMA Technical Information
+FSS-ConnectingBat-TI-en-10) and §2 for the 0x35A pair table.
 
 Invalid markers: a signed field of 0x8000 or an unsigned field of 0xFFFF means "not
 sent" and makes the SI fall back to its internal default for that value. Decoding

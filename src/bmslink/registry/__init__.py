@@ -15,7 +15,7 @@ import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, Final, Protocol, TypeVar
 
@@ -56,13 +56,7 @@ VOLTAGES: Final[tuple[str, ...]] = ("lv", "hv")
 PIN_SIGNALS: Final[tuple[str, ...]] = ("can_h", "can_l", "gnd", "rs485_a", "rs485_b")
 """Signal keys of a pinout, in the order they are shown."""
 
-SIGNAL_LABELS: Final[Mapping[str, str]] = {
-    "can_h": "CAN_H",
-    "can_l": "CAN_L",
-    "gnd": "GND",
-    "rs485_a": "RS485_A",
-    "rs485_b": "RS485_B",
-}
+SIGNAL_LABELS: Final[Mapping[str, str]] = {key: key.upper() for key in PIN_SIGNALS}
 
 
 @dataclass(frozen=True)
@@ -118,25 +112,6 @@ QUIRK_CODES: Final[Mapping[str, QuirkSpec]] = {
 """The closed set of quirk codes a checker can act on; an entry with another code is refused."""
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_INVERTER_KEYS: Final = frozenset(
-    {
-        "name",
-        "title",
-        "aliases",
-        "voltage",
-        "profiles",
-        "rs485",
-        "bitrate",
-        "setting",
-        "notes",
-        "source",
-        "pinout",
-        "quirks",
-    }
-)
-_BATTERY_KEYS: Final = frozenset({"name", "title", "aliases", "port", "notes", "source", "pinout"})
-_PINOUT_KEYS: Final = frozenset({*PIN_SIGNALS, "confidence", "source", "notes"})
-_QUIRK_KEYS: Final = frozenset({"code", "value", "text", "source"})
 
 
 class RegistryError(BmslinkError, ValueError):
@@ -341,6 +316,12 @@ def _suggest(wanted: str, keys: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------------------------
+
+# The keys an entry may have are exactly the fields of the class it becomes.
+_INVERTER_KEYS: Final = frozenset(f.name for f in fields(Inverter))
+_BATTERY_KEYS: Final = frozenset(f.name for f in fields(BatteryPort))
+_PINOUT_KEYS: Final = frozenset(f.name for f in fields(Pinout))
+_QUIRK_KEYS: Final = frozenset(f.name for f in fields(Quirk))
 
 
 def load_registry(text: str | None = None, known_profiles: Iterable[str] | None = None) -> Registry:
