@@ -27,9 +27,9 @@ import can
 
 from bmslink.clock import Clock
 from bmslink.errors import DecodeError, EncodeError
-from bmslink.profiles.base import FrameSpec, Profile, assemble
+from bmslink.profiles.base import AlarmBits, AlarmPairs, FrameSpec, Profile, assemble
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
-from bmslink.state import BatteryState
+from bmslink.state import STATE_KEYS, BatteryState
 
 #: A frame's values live at least this many of its periods (slow frames: BYD 0x190 every 60 s).
 PERIODS_TO_EXPIRE = 2.5
@@ -56,6 +56,12 @@ class InverterRole:
         self.lost_timeout_s = profile.lost_timeout_s if lost_timeout_s is None else lost_timeout_s
         self.frame_expiry_s = frame_expiry_s
         self._outgoing = [s for s in profile.frames_from("inverter") if s.emit]
+        # Keep-alives and polls carry nothing from the state: encoded once, not per send.
+        self._fixed = {
+            id(s): profile.encode_frame(s, BatteryState())
+            for s in self._outgoing
+            if not _reads_state(s)
+        }
         self._next_send: dict[int, float] = {id(s): float("-inf") for s in self._outgoing}
         self._sent_once: set[int] = set()
         self._liveness = set(profile.liveness_ids)
@@ -113,13 +119,15 @@ class InverterRole:
             else:
                 period = self.keepalive_period_s or spec.period_s
                 self._next_send[id(spec)] = now + period
-            if echo is None:
-                echo = self.state() or BatteryState()
-            try:
-                data = self.profile.encode_frame(spec, echo)
-            except EncodeError:
-                self.frames_left_out += 1
-                continue
+            data = self._fixed.get(id(spec))
+            if data is None:
+                if echo is None:
+                    echo = self.state() or BatteryState()
+                try:
+                    data = self.profile.encode_frame(spec, echo)
+                except EncodeError:
+                    self.frames_left_out += 1
+                    continue
             self.bus.send(
                 can.Message(
                     arbitration_id=spec.id,
@@ -175,3 +183,15 @@ class InverterRole:
         self, stop: asyncio.Event | None = None, tick_s: float = 0.02, sleep: Sleep = asyncio.sleep
     ) -> None:
         await run_polling(self, stop, tick_s, sleep)
+
+
+def _reads_state(spec: FrameSpec) -> bool:
+    """Whether a frame's payload depends on the state (the SI's echo frames do)."""
+    return any(
+        getattr(f, "key", None) in STATE_KEYS
+        or getattr(f, "into", None) is not None
+        or getattr(f, "derive", None) is not None
+        or getattr(f, "source", None) is not None
+        or isinstance(f, AlarmBits | AlarmPairs)
+        for f in spec.fields
+    )
