@@ -400,6 +400,24 @@ class Response:
 _EXTENDED = 1 << 31  # marks 29-bit ids in lookup keys (above any CAN id)
 
 
+def current_limit(key: str, start: int, doc: str = "") -> Num:
+    """A charge or discharge current limit: S16 of 0.1 A, never negative, rounded down.
+
+    Rounding down keeps every limit at or below what the BMS allows.
+    """
+    return Num(
+        key,
+        start,
+        2,
+        signed=True,
+        scale=0.1,
+        unit="A",
+        non_negative=True,
+        rounding="down",
+        doc=doc,
+    )
+
+
 #: Currents within this band of zero count as "idle" in the status codes some profiles send.
 IDLE_BAND_A = 0.5
 

@@ -39,7 +39,16 @@ Battery-Emulator ``inverter/BYD-CAN`` and ``battery/BYD-BATTERY-BOX-BATTERY``):
 
 from __future__ import annotations
 
-from bmslink.profiles.base import Const, FrameSpec, Num, Profile, Response, Text, Version
+from bmslink.profiles.base import (
+    Const,
+    FrameSpec,
+    Num,
+    Profile,
+    Response,
+    Text,
+    Version,
+    current_limit,
+)
 from bmslink.state import BatteryState
 
 PRODUCT = "Battery-Box Premium HVS"
@@ -57,20 +66,6 @@ def _capacity_kwh(state: BatteryState) -> float | None:
     return min(ah * state.voltage_v / 1000.0, CAPACITY_KWH_MAX)
 
 
-def _current_limit(key: str, start: int, doc: str) -> Num:
-    return Num(
-        key,
-        start,
-        2,
-        signed=True,
-        scale=0.1,
-        unit="A",
-        non_negative=True,
-        rounding="down",
-        doc=doc,
-    )
-
-
 LIMITS = FrameSpec(
     0x110,
     "limits",
@@ -81,8 +76,8 @@ LIMITS = FrameSpec(
     fields=(
         Num("charge_voltage_v", 0, 2, scale=0.1, unit="V", rounding="down"),
         Num("discharge_voltage_v", 2, 2, scale=0.1, unit="V", rounding="up"),
-        _current_limit("discharge_current_a", 4, "max discharge current (before the charge one)"),
-        _current_limit("charge_current_a", 6, "max charge current"),
+        current_limit("discharge_current_a", 4, "max discharge current (before the charge one)"),
+        current_limit("charge_current_a", 6, "max charge current"),
     ),
     doc="Max charge voltage, min discharge voltage, max discharge current, max charge current.",
 )

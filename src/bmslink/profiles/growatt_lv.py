@@ -51,6 +51,7 @@ from bmslink.profiles.base import (
     Response,
     Text,
     cell_count,
+    current_limit,
     status_from_current,
 )
 from bmslink.state import BatteryState
@@ -102,26 +103,8 @@ LIMITS = _answer(
     "limits_status",
     (
         Num("charge_voltage_v", 0, 2, scale=0.1, unit="V", rounding="down"),
-        Num(
-            "charge_current_a",
-            2,
-            2,
-            signed=True,
-            scale=0.1,
-            unit="A",
-            non_negative=True,
-            rounding="down",
-        ),
-        Num(
-            "discharge_current_a",
-            4,
-            2,
-            signed=True,
-            scale=0.1,
-            unit="A",
-            non_negative=True,
-            rounding="down",
-        ),
+        current_limit("charge_current_a", 2),
+        current_limit("discharge_current_a", 4),
         Bits("sp_status", 6, 2, 2, derive=_status, doc="bits 10-11: 1 idle, 2 charge, 3 discharge"),
         Bits("status", 7, 0, 2, derive=_status, doc="bits 0-1: 1 idle, 2 charging, 3 discharging"),
     ),

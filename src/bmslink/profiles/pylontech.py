@@ -19,7 +19,16 @@ Choices where sources disagree (shared/reference/inverter-protocols.md §1):
 
 from __future__ import annotations
 
-from bmslink.profiles.base import AlarmBits, Const, Flag, FrameSpec, Num, Profile, Text
+from bmslink.profiles.base import (
+    AlarmBits,
+    Const,
+    Flag,
+    FrameSpec,
+    Num,
+    Profile,
+    Text,
+    current_limit,
+)
 
 # Byte 0 (protection) and byte 2 (warning) share one layout, as do bytes 1 and 3.
 _VOLTAGE_TEMP_BITS = {
@@ -56,16 +65,7 @@ LIMITS = FrameSpec(
     sender="battery",
     fields=(
         Num("charge_voltage_v", 0, 2, scale=0.1, unit="V", non_negative=True, rounding="down"),
-        Num(
-            "charge_current_a",
-            2,
-            2,
-            signed=True,
-            scale=0.1,
-            unit="A",
-            non_negative=True,
-            rounding="down",
-        ),
+        current_limit("charge_current_a", 2),
         Num(
             "discharge_current_a",
             4,
