@@ -1,0 +1,1 @@
+"""The only code that touches hardware: serial ports (pyserial) and Modbus (pymodbus)."""

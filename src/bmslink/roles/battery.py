@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Collection, Mapping
+from typing import Protocol
 
 import can
 
@@ -94,9 +95,16 @@ def presented_defaults(state: BatteryState, source_keys: Collection[str] | None)
     return state.merged(fill) if fill else state
 
 
+class AlarmCarrier(Protocol):
+    """What ``guard`` needs to know of the protocol a state leaves on."""
+
+    @property
+    def carries_alarms(self) -> bool: ...
+
+
 def guard(
     state: BatteryState,
-    profile: Profile,
+    profile: AlarmCarrier,
     hardware: HardwareLimits | None,
     source_keys: Collection[str] | None = None,
 ) -> tuple[BatteryState, list[str]]:
