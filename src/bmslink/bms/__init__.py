@@ -1,0 +1,1 @@
+"""BMS-facing codecs (pure) and drivers."""
