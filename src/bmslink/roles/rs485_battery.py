@@ -55,9 +55,13 @@ SYSTEM_COMMANDS = frozenset(
 
 @dataclass(frozen=True)
 class _Rs485Output:
-    """Pylontech RS485 seen by ``guard``: alarms also go out as zero limits."""
+    """An RS485 protocol as ``guard`` sees it: alarms also go out as zero limits."""
 
     carries_alarms: bool = False
+
+
+#: An inverter may poll the limits without the alarms, so alarms always become limits too.
+RS485_OUTPUT = _Rs485Output()
 
 
 def system_state(modules: Sequence[BatteryState]) -> BatteryState:
@@ -196,7 +200,7 @@ class PylonResponder:
             return None
         if command in SYSTEM_COMMANDS and command != Command.SYSTEM_BASIC and len(states) > 1:
             try:  # the merged alarms stop the whole bank (issue 5 refines the aggregation)
-                bank, _ = guard(system_state(states), _Rs485Output(), None)
+                bank, _ = guard(system_state(states), RS485_OUTPUT, None)
             except (EncodeError, LimitError) as exc:
                 self._silence(f"0x{command:02X}: {exc}")
                 return None
@@ -220,7 +224,7 @@ class PylonResponder:
             if state.serial is None:
                 state = state.merged({"serial": f"{self.serial_prefix}{adr:03d}"})
             try:
-                state, _ = guard(state, _Rs485Output(), self.hardware, self.source_keys)
+                state, _ = guard(state, RS485_OUTPUT, self.hardware, self.source_keys)
             except (EncodeError, LimitError) as exc:
                 self._silence(f"address {adr:02X}: {exc}")
                 return None

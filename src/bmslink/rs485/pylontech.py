@@ -309,8 +309,12 @@ def _need(state: BatteryState, key: str, what: str) -> Any:
 
 def _read_module(r: Reader, n: int) -> BatteryState:
     m = f"module {n} "
-    cells = [r.number("s16", f"{m}cell {i + 1} voltage") / 1000 for i in range(r.u8(m + "cell count"))]
-    temps = [_celsius(r.number("s16", f"{m}temperature {i + 1}")) for i in range(r.u8(m + "sensors"))]
+    cells = [
+        r.number("s16", f"{m}cell {i + 1} voltage") / 1000 for i in range(r.u8(m + "cell count"))
+    ]
+    temps = [
+        _celsius(r.number("s16", f"{m}temperature {i + 1}")) for i in range(r.u8(m + "sensors"))
+    ]
     current = r.number("s16", m + "current") / 10
     voltage = r.number("u16", m + "voltage") / 1000
     remaining = r.number("u16", m + "remaining capacity")

@@ -1,0 +1,119 @@
+"""Poll Seplos V3 packs over Modbus RTU, with the same retry rules as the Pylontech poller.
+
+A read that gets no answer (or a garbled one) is retried after a growing pause;
+a Modbus exception is an answer (the device is there and refused) and is not
+retried. After ``max_silent`` cycles in a row in which a slave answered nothing,
+``SilentBatteryError`` names it with the usual causes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+from bmslink.links.modbus import ModbusLinkError, SeplosV3Client
+from bmslink.roles.rs485_inverter import SilentBatteryError
+from bmslink.state import BatteryState
+
+AsyncSleep = Callable[[float], Awaitable[None]]
+
+
+class ModbusPoller:
+    """``await cycle()`` reads every slave once: a state, or None with ``last_problem`` set."""
+
+    def __init__(
+        self,
+        client: SeplosV3Client,
+        slaves: Sequence[int],
+        *,
+        retries: int = 2,
+        backoff_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+        max_silent: int = 5,
+        sleep: AsyncSleep = asyncio.sleep,
+        where: str = "",
+    ) -> None:
+        if not slaves:
+            raise ValueError("poll at least one slave")
+        self.client = client
+        self.slaves = list(slaves)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.max_silent = max_silent
+        self.sleep = sleep
+        self.where = where
+        self.reads = 0
+        self.answers = 0
+        self.retried = 0
+        self.failures: Counter[str] = Counter()
+        self.silent_cycles: dict[int, int] = dict.fromkeys(self.slaves, 0)
+        self.last_problem: dict[int, str] = {}
+
+    async def cycle(self) -> dict[int, BatteryState | None]:
+        return {slave: await self.poll_slave(slave) for slave in self.slaves}
+
+    async def poll_slave(self, slave: int) -> BatteryState | None:
+        answered = False
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+                await self.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s))
+            self.reads += 1
+            try:
+                state = await self.client.read(slave)
+            except ModbusLinkError as exc:
+                self.last_problem[slave] = str(exc)
+                if exc.exception_code is not None:
+                    self.failures[f"exception {exc.exception_code:02X}"] += 1
+                    answered = True
+                    break
+                self.failures["no valid answer"] += 1
+                continue
+            self.answers += 1
+            self.silent_cycles[slave] = 0
+            return state
+        if answered:
+            self.silent_cycles[slave] = 0
+            return None
+        self.silent_cycles[slave] += 1
+        if self.silent_cycles[slave] >= self.max_silent:
+            raise SilentBatteryError(self._silence_message(slave))
+        return None
+
+    def _silence_message(self, slave: int) -> str:
+        where = f" on {self.where}" if self.where else ""
+        last = self.last_problem.get(slave, "no answer")
+        return (
+            f"Modbus slave {slave}{where} answered nothing in {self.max_silent} polls "
+            f"(last: {last}). Check: RS485 A/B not swapped; 19200 baud 8N1 (Seplos V3); the "
+            f"slave id (the pack's address DIP switches); no other Modbus master on the line "
+            f"(in a Seplos bank the first pack is the master)."
+        )
+
+
+def modbus_cycles(
+    port: str,
+    baudrate: int,
+    slaves: Sequence[int],
+    *,
+    timeout_s: float = 1.0,
+    retries: int = 2,
+    max_silent: int = 5,
+) -> Iterator[dict[int, BatteryState | str | None]]:
+    """For a synchronous caller (the CLI): one dict per cycle, an error text where None."""
+    where = f"{port} at {baudrate} baud"
+    with asyncio.Runner() as runner:
+        client = SeplosV3Client(port, baudrate=baudrate, timeout_s=timeout_s)
+        runner.run(client.connect())
+        poller = ModbusPoller(client, slaves, retries=retries, max_silent=max_silent, where=where)
+        try:
+            while True:
+                result = runner.run(poller.cycle())
+                yield {
+                    slave: state if state is not None else poller.last_problem.get(slave)
+                    for slave, state in result.items()
+                }
+        finally:
+            client.close()
