@@ -23,9 +23,11 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/sim_speed.py
 	$(PY) benchmarks/detect.py
+	$(PY) benchmarks/rs485_poll.py
 
 clean:
 	rm -rf $(VENV)
