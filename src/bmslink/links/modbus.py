@@ -28,6 +28,7 @@ Two things pymodbus 3.16 does not do on its own are added by small subclasses:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -315,18 +316,7 @@ class SeplosV3Server:
         self._server: _Server | None = None
 
     def _device(self, slave: int) -> SimDevice:
-        async def action(
-            function_code: int,
-            start_address: int,
-            address: int,
-            count: int,
-            registers: list[int],
-            set_values: list[int] | list[bool] | None,
-        ) -> ExcCodes | None:
-            return self._answer(
-                slave, function_code, start_address, address, count, registers, set_values
-            )
-
+        action = functools.partial(self._answer, slave)  # pymodbus calls it on every access
         simdata = [SimData(PIC.start // 16, count=PIC.count // 16, datatype=DataType.BITS)]
         simdata += [
             SimData(block.start, count=block.count, values=0, datatype=DataType.REGISTERS)
@@ -341,7 +331,7 @@ class SeplosV3Server:
             return PIC.start <= address and first + count <= PIC.end // 16
         return any(b.start <= address and address + count <= b.end for b in REGISTER_BLOCKS)
 
-    def _answer(
+    async def _answer(
         self,
         slave: int,
         function_code: int,

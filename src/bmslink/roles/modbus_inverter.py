@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from bmslink.links.modbus import ModbusLinkError, SeplosV3Client
-from bmslink.roles.rs485_inverter import SilentBatteryError
+from bmslink.roles.rs485_inverter import SilentBatteryError, backoff_delay, silent_message
 from bmslink.state import BatteryState
 
 AsyncSleep = Callable[[float], Awaitable[None]]
@@ -59,7 +59,7 @@ class ModbusPoller:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1
-                await self.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s))
+                await self.sleep(backoff_delay(attempt, self.backoff_s, self.backoff_max_s))
             self.reads += 1
             try:
                 state = await self.client.read(slave)
@@ -83,13 +83,14 @@ class ModbusPoller:
         return None
 
     def _silence_message(self, slave: int) -> str:
-        where = f" on {self.where}" if self.where else ""
-        last = self.last_problem.get(slave, "no answer")
-        return (
-            f"Modbus slave {slave}{where} answered nothing in {self.max_silent} polls "
-            f"(last: {last}). Check: RS485 A/B not swapped; 19200 baud 8N1 (Seplos V3); the "
-            f"slave id (the pack's address DIP switches); no other Modbus master on the line "
-            f"(in a Seplos bank the first pack is the master)."
+        return silent_message(
+            f"Modbus slave {slave}",
+            self.where,
+            self.max_silent,
+            self.last_problem.get(slave, "no answer"),
+            "RS485 A/B not swapped; 19200 baud 8N1 (Seplos V3); the slave id (the pack's "
+            "address DIP switches); no other Modbus master on the line (in a Seplos bank the "
+            "first pack is the master).",
         )
 
 

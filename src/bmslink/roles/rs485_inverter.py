@@ -45,6 +45,17 @@ class SilentBatteryError(BmslinkError):
     """An address answered nothing for too many cycles in a row."""
 
 
+def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
+    """Pause before retry ``attempt`` (1, 2, ...): ``base_s`` doubling, at most ``cap_s``."""
+    return float(min(base_s * 2 ** (attempt - 1), cap_s))
+
+
+def silent_message(who: str, where: str, polls: int, last: str, checks: str) -> str:
+    """What a poller says when a device answered nothing for ``polls`` cycles."""
+    on = f" on {where}" if where else ""
+    return f"{who}{on} answered nothing in {polls} polls (last: {last}). Check: {checks}"
+
+
 class Transport(Protocol):
     """One request, its first complete frame back (or None after ``timeout_s``)."""
 
@@ -149,7 +160,7 @@ class PylonPoller:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1
-                self.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.backoff_max_s))
+                self.sleep(backoff_delay(attempt, self.backoff_s, self.backoff_max_s))
             self.requests += 1
             raw = self.transport.exchange(raw_request, self.timeout_s)
             if raw is None:
@@ -177,11 +188,12 @@ class PylonPoller:
         return None
 
     def _silence_message(self, adr: int) -> str:
-        where = f" on {self.where}" if self.where else ""
-        last = self.last_problem.get(adr, "no answer")
-        return (
-            f"battery at address {adr:02X}{where} answered nothing in {self.max_silent} polls "
-            f"(last: {last}). Check: RS485 A/B not swapped and on the right RJ45 pins; the "
-            f"baud rate (Pylontech: 115200, or 9600 with DIP 1 set, after a restart); the "
-            f"address (the master pack is 02); the pack is switched on."
+        return silent_message(
+            f"battery at address {adr:02X}",
+            self.where,
+            self.max_silent,
+            self.last_problem.get(adr, "no answer"),
+            "RS485 A/B not swapped and on the right RJ45 pins; the baud rate (Pylontech: "
+            "115200, or 9600 with DIP 1 set, after a restart); the address (the master pack "
+            "is 02); the pack is switched on.",
         )
