@@ -161,3 +161,20 @@ def test_modbus_poll_gives_up_with_a_clear_error(modem: NullModem) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert "Modbus slave 1 on" in result.stderr and "answered nothing in 2 polls" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--address", "0"), "--address 0: pylontech addresses are 1..254"),
+        (("--protocol", "modbus", "--address", "250"), "modbus addresses are 1..247"),
+        (("--address", "2", "--address", "2"), "--address repeats"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "poll"])
+def test_bad_addresses_are_refused_by_name(
+    modem: NullModem, command: str, args: tuple[str, ...], message: str
+) -> None:
+    result = run(command, "--port", modem.a_path, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr

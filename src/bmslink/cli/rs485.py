@@ -48,6 +48,21 @@ DEFAULT_BAUD = {Protocol.pylontech: 9600, Protocol.modbus: 19200}
 DEFAULT_ADDRESS = {Protocol.pylontech: 2, Protocol.modbus: 1}
 
 
+#: Addresses each protocol allows (Pylontech reserves 0 and 255; Modbus slave ids 1-247).
+ADDRESS_RANGE = {Protocol.pylontech: (1, 254), Protocol.modbus: (1, 247)}
+
+
+def _addresses(given: list[int] | None, protocol: Protocol) -> list[int]:
+    addresses = given or [DEFAULT_ADDRESS[protocol]]
+    low, high = ADDRESS_RANGE[protocol]
+    for adr in addresses:
+        if not low <= adr <= high:
+            fail(f"--address {adr}: {protocol.value} addresses are {low}..{high}", code=2)
+    if len(set(addresses)) != len(addresses):
+        fail(f"--address repeats: {addresses}", code=2)
+    return addresses
+
+
 def _command_value(text: str) -> int:
     try:
         value = int(text.removeprefix("0x").removeprefix("0X"), 16)
@@ -135,7 +150,7 @@ def serve_command(
 
     if source != "sim":
         fail(f"--source {source!r}: only 'sim' is available (a BMS source comes with the bridge)")
-    addresses = address or [DEFAULT_ADDRESS[protocol]]
+    addresses = _addresses(address, protocol)
     baudrate = baud or DEFAULT_BAUD[protocol]
     clock = MonotonicClock()
     packs = LivePacks(len(addresses), clock, capacity_ah=capacity, speed=speed)
@@ -261,7 +276,7 @@ def poll_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per address and cycle."),
 ) -> None:
     """Be the inverter: poll batteries on PORT and print their states."""
-    addresses = address or [DEFAULT_ADDRESS[protocol]]
+    addresses = _addresses(address, protocol)
     baudrate = baud or DEFAULT_BAUD[protocol]
     where = f"{port} at {baudrate} baud"
     stopped = _stop_flag()
