@@ -166,10 +166,21 @@ class FlakyPort:
 def test_an_unplugged_adapter_is_reopened_after_the_interval() -> None:
     clock = ManualClock()
     FlakyPort.plugged = True
-    link = SerialLink("/dev/ttyUSB9", 9600, clock=clock, opener=FlakyPort, reopen_interval_s=1.0)
+    waits: list[float] = []
+    link = SerialLink(
+        "/dev/ttyUSB9",
+        9600,
+        clock=clock,
+        opener=FlakyPort,
+        reopen_interval_s=1.0,
+        read_timeout_s=0.02,
+        sleep=waits.append,
+    )
     link.open()
     FlakyPort.plugged = False
     assert link.read() == b"" and not link.is_open and link.losses == 1
+    assert link.read() == b""  # still gone: the read waits its timeout instead of spinning
+    assert waits == [0.02, 0.02]
     assert "lost" in (link.last_error or "")
     FlakyPort.plugged = True
     assert not link.write(b"x")  # too soon to reopen

@@ -9,6 +9,7 @@ no more often than ``reopen_interval_s``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ class SerialLink:
         reopen_interval_s: float = 1.0,
         clock: Clock | None = None,
         opener: Opener = serial.Serial,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.port = port
         self.baudrate = baudrate
@@ -48,6 +50,7 @@ class SerialLink:
         self.reopen_interval_s = reopen_interval_s
         self.clock = clock or MonotonicClock()
         self._opener = opener
+        self._sleep = sleep
         self._serial: Any = None
         self._next_open = float("-inf")
         self.opens = 0
@@ -95,14 +98,21 @@ class SerialLink:
         self._next_open = self.clock.now() + self.reopen_interval_s
 
     def read(self) -> bytes:
-        """What arrived within ``read_timeout_s`` (b"" when nothing, or while the port is gone)."""
+        """What arrived within ``read_timeout_s`` (b"" when nothing, or while the port is gone).
+
+        A read always takes up to ``read_timeout_s``, also while the port is gone, so
+        that a loop of reads (a server, a poller waiting for an answer) is paced by
+        the line and never spins a core while an adapter is unplugged.
+        """
         if not self._ensure():
+            self._sleep(self.read_timeout_s)
             return b""
         try:
             waiting = self._serial.in_waiting
             return bytes(self._serial.read(waiting or 1))
         except (serial.SerialException, OSError) as exc:
             self._lost(exc)
+            self._sleep(self.read_timeout_s)
             return b""
 
     def write(self, data: bytes) -> bool:
