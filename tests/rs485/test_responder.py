@@ -218,3 +218,18 @@ def test_every_command_is_answered_or_refused_cleanly(command: int, adr: int) ->
     else:
         assert answer is not None and answer.cid2 == 0
         decode_response(answer, command)
+
+
+def test_the_bank_of_the_system_commands_is_clamped_to_the_hardware_too() -> None:
+    hw = HardwareLimits(60.0, 70.0, 56.0, 44.0)
+    limits = ask(responder({2: GOOD, 3: GOOD}, hardware=hw), request(0x63, 2), 0x63)
+    assert (limits.charge_current_a, limits.discharge_current_a) == (60.0, 70.0)  # not 2 x 50
+
+
+def test_system_parameter_currents_are_clamped_to_the_hardware() -> None:
+    from .test_pylontech_commands import PARAMS
+
+    hw = HardwareLimits(40.0, 30.0, 58.4, 40.0)
+    params = ask(responder(hardware=hw, parameters=PARAMS), request(0x47, 2), 0x47)
+    assert (params["charge_current_a"], params["discharge_current_a"]) == (40.0, 30.0)
+    assert params["cell_high_voltage_v"] == PARAMS.cell_high_voltage_v

@@ -13,7 +13,8 @@ out) and ``PylonSerialServer`` runs it on a serial port. What it answers:
 
 VER is not checked: inverters send 20, 25 and 28 and real packs answer them all.
 Before encoding, each state passes the same guard as the CAN battery role (CVL
-> 0, limits clamped to the hardware, unknown alarms refused). Because an inverter
+> 0, limits clamped to the hardware, unknown alarms refused); so does the bank
+the V3.5 system commands answer with, and 0x47's current limits are clamped too. Because an inverter
 may poll only 0x42 and 0x92 and never see 0x44, every alarm that stops a
 direction is also expressed as a zero current limit in 0x92/0x63.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bmslink.clock import Clock, MonotonicClock
 from bmslink.errors import EncodeError
@@ -134,6 +135,15 @@ class PylonResponder:
         self.source = source
         self.clock = clock or MonotonicClock()
         self.identity = identity or Identity()
+        if parameters is not None and hardware is not None:
+            # 0x47's current limits leave bmslink too: never above the ratings
+            parameters = replace(
+                parameters,
+                charge_current_a=min(parameters.charge_current_a, hardware.max_charge_current_a),
+                discharge_current_a=min(
+                    parameters.discharge_current_a, hardware.max_discharge_current_a
+                ),
+            )
         self.answerer = Answerer(self.identity, parameters)
         self.hardware = hardware
         self.source_keys = source_keys
@@ -200,7 +210,7 @@ class PylonResponder:
             return None
         if command in SYSTEM_COMMANDS and command != Command.SYSTEM_BASIC and len(states) > 1:
             try:  # the merged alarms stop the whole bank (issue 5 refines the aggregation)
-                bank, _ = guard(system_state(states), RS485_OUTPUT, None)
+                bank, _ = guard(system_state(states), RS485_OUTPUT, self.hardware)
             except (EncodeError, LimitError) as exc:
                 self._silence(f"0x{command:02X}: {exc}")
                 return None

@@ -65,10 +65,12 @@ class LivePacks:
 
     @property
     def hardware(self) -> HardwareLimits:
-        """The ratings the packs are built to: the clamp on what a server sends."""
+        """The installation's ratings, the clamp on what a server sends: all packs together
+        (each pack's own BMS keeps its current within its share)."""
         s = self.settings
+        n = len(self.bmss)
         return HardwareLimits.for_cells(
-            self.series_cells, s.max_charge_current_a, s.max_discharge_current_a
+            self.series_cells, n * s.max_charge_current_a, n * s.max_discharge_current_a
         )
 
     def state(self, index: int) -> BatteryState:
