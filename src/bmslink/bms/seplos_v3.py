@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from bmslink.bms.modbus_rtu import EXCEPTION_NAMES as MODBUS_EXCEPTION_NAMES
 from bmslink.errors import DecodeError, EncodeError
+from bmslink.scaling import decimal_places, round_raw
 from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
 
 #: Raw value of 0 °C in the 0.1 K registers (esphome-seplos-bms); serialbattery's is 2730.
@@ -348,19 +349,10 @@ class SeplosImage:
 # -- encode ---------------------------------------------------------------------------------------
 
 
-def _decimals(value: float) -> int:
-    """Decimal places of a decimal number (0.01 -> 2, 273.15 -> 2, 10 -> 0)."""
-    for places in range(10):
-        scaled = abs(value) * 10**places
-        if abs(scaled - round(scaled)) < 1e-9 * max(1.0, scaled):
-            return places
-    return 10
-
-
 def _physical(f: RegisterField, raw: int, offset: float) -> float:
     if f.kelvin:
-        return round((raw - offset) / 10, max(1, _decimals(offset / 10)))
-    return round(raw * f.scale, _decimals(f.scale))
+        return round((raw - offset) / 10, max(1, decimal_places(offset / 10)))
+    return round(raw * f.scale, decimal_places(f.scale))
 
 
 def _range_text(f: RegisterField, offset: float) -> str:
@@ -382,7 +374,7 @@ def _raw(f: RegisterField, value: float, offset: float) -> int:
     if f.rounding == "down" and value < 0:
         raise EncodeError(f"{f.key} = {value:g}{unit} is negative: a limit must be >= 0")
     exact = value * 10 + offset if f.kelvin else value / f.scale
-    raw = math.floor(exact + 1e-6) if f.rounding == "down" else round(exact)
+    raw = round_raw(exact, f.rounding)
     low, high = f.raw_range
     out_of_bounds = (f.low is not None and value < f.low) or (f.high is not None and value > f.high)
     if out_of_bounds or not low <= raw <= high:

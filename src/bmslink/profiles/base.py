@@ -35,6 +35,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from bmslink.errors import DecodeError, EncodeError
+from bmslink.scaling import STEP_TOLERANCE, Rounding, decimal_places
 from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
 
 ByteOrder = Literal["little", "big"]
@@ -43,15 +44,6 @@ Derive = Callable[[BatteryState], Any]
 
 INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h", (4, False): "I"}
 INT_CODES[(4, True)] = "i"
-
-
-def _decimal_places(value: float) -> int:
-    """Decimal places of a decimal number (0.1 -> 1, 0.25 -> 2, 273.15 -> 2, 5 -> 0)."""
-    for places in range(10):
-        scaled = abs(value) * 10**places
-        if abs(scaled - round(scaled)) < 1e-9 * max(1.0, scaled):
-            return places
-    return 10
 
 
 def part_key(key: str, part: int) -> str:
@@ -76,7 +68,7 @@ class Num:
     integer: bool = False  # the state value is an int (module counts, cycles)
     #: Encoding: "nearest" for measurements; limits round toward safety, "down" for
     #: CVL/CCL/DCL and "up" for DVL, so a limit never leaves above what was allowed.
-    rounding: Literal["nearest", "down", "up"] = "nearest"
+    rounding: Rounding = "nearest"
     #: Raw wire value (as unsigned, e.g. 0x8000) meaning "not sent": decodes to absent.
     invalid: int | None = None
     #: Encode an absent value as ``invalid`` (SMA: unsent fields must be marked invalid).
@@ -109,7 +101,7 @@ class Num:
     @property
     def decimals(self) -> int:
         """Decimal places the scale resolves (0.1 -> 1, 0.01 -> 2, 1 -> 0)."""
-        return _decimal_places(self.scale)
+        return decimal_places(self.scale)
 
     @property
     def physical_range(self) -> tuple[float, float]:
@@ -521,7 +513,7 @@ def _value_expr(f: Num, var: str) -> str:
         expr = f"round({var} * {f.scale!r}, {f.decimals})"
     if f.offset:
         # round to the resolution: 2213 / 10 - 100 is 21.299999999999997 otherwise
-        places = max(f.decimals, _decimal_places(f.offset))
+        places = max(f.decimals, decimal_places(f.offset))
         expr = f"round({expr} + {f.offset!r}, {places})"
     if f.integer:
         return f"int({expr})"
@@ -849,13 +841,13 @@ class CompiledFrame:
                 scaled = f"{base} / {f.scale!r}"
             # Directed rounding is about the physical value: with a negative scale
             # (Pylon HV DCL) a smaller raw count is a *larger* current, so the
-            # raw direction flips. 1e-6 of a step absorbs float error:
+            # raw direction flips. STEP_TOLERANCE of a step absorbs float error:
             # 53.2 * 10 is 531.9999999999999.
             raw_down = (f.rounding == "down") == (f.scale > 0)
             if f.rounding != "nearest" and raw_down:
-                body.append(f"{var} = floor({scaled} + 1e-6)")
+                body.append(f"{var} = floor({scaled} + {STEP_TOLERANCE!r})")
             elif f.rounding != "nearest":
-                body.append(f"{var} = ceil({scaled} - 1e-6)")
+                body.append(f"{var} = ceil({scaled} - {STEP_TOLERANCE!r})")
             else:
                 body.append(f"{var} = round({scaled})")
             ends = f.physical_range

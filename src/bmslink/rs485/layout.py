@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from bmslink.errors import DecodeError, EncodeError
+from bmslink.scaling import Rounding, decimal_places, round_raw
 
 #: width in bytes and signedness of each field format
 FORMATS: dict[str, tuple[int, bool]] = {
@@ -23,7 +24,6 @@ FORMATS: dict[str, tuple[int, bool]] = {
     "s16": (2, True),
     "u24": (3, False),
 }
-Rounding = Literal["nearest", "down", "up"]
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,7 @@ class Word:
         if self.negate and value < 0:
             raise EncodeError(f"{where}: {self.key} must not be negative, got {value:g}")
         # a magnitude sent negative rounds its magnitude, so work on |value| and negate last
-        exact = (value - self.offset) / self.scale
-        if self.rounding == "nearest":
-            magnitude = round(exact)
-        else:
-            # a tolerance so that 48.2 / 0.001 (48199.99999...) is not cut to 48199
-            nudged = round(exact, 6)
-            magnitude = math.floor(nudged) if self.rounding == "down" else math.ceil(nudged)
+        magnitude = round_raw((value - self.offset) / self.scale, self.rounding)
         raw = -magnitude if self.negate else magnitude
         low, high = self.raw_range()
         if not low <= raw <= high:
@@ -80,8 +74,7 @@ class Word:
         if self.integer:
             return raw
         value = raw * self.scale + self.offset
-        digits = max(0, -math.floor(math.log10(abs(self.scale)))) if self.scale else 0
-        value = round(value, digits)
+        value = round(value, decimal_places(self.scale))
         return -value if self.negate else value
 
 
@@ -121,8 +114,8 @@ class Reader:
                 f"{self.what}: {field} is not ASCII (byte {self.pos - size + exc.start})"
             ) from exc
 
-    def words(self, layout: Sequence[Word], prefix: str = "") -> dict[str, Any]:
-        return {w.key: w.from_raw(self.number(w.fmt, prefix + w.key)) for w in layout}
+    def words(self, layout: Sequence[Word]) -> dict[str, Any]:
+        return {w.key: w.from_raw(self.number(w.fmt, w.key)) for w in layout}
 
     @property
     def remaining(self) -> int:
