@@ -23,7 +23,7 @@ than vanishing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -105,20 +105,28 @@ class SystemParameters:
 # -- fixed layouts ------------------------------------------------------------------------------
 
 _MV = 0.001
-_TEMP = {"fmt": "s16", "scale": 0.1, "offset": -KELVIN_OFFSET_RAW / 10}
+
+
+def _temperature(key: str) -> Word:
+    """A temperature: S16 in 0.1 K, 0 °C = raw 2731."""
+    return Word(key, "s16", 0.1, offset=-KELVIN_OFFSET_RAW / 10)
+
+
+TEMPERATURE = _temperature("temperature")
+CELL_VOLTAGE = Word("cell voltage", "s16", _MV)
 
 PARAMETER_WORDS: tuple[Word, ...] = (
     Word("cell_high_voltage_v", "u16", _MV),
     Word("cell_low_voltage_v", "u16", _MV),
     Word("cell_under_voltage_v", "u16", _MV),
-    Word("charge_high_temperature_c", **_TEMP),  # type: ignore[arg-type]
-    Word("charge_low_temperature_c", **_TEMP),  # type: ignore[arg-type]
+    _temperature("charge_high_temperature_c"),
+    _temperature("charge_low_temperature_c"),
     Word("charge_current_a", "s16", 0.1, rounding="down"),
     Word("module_high_voltage_v", "u16", _MV),
     Word("module_low_voltage_v", "u16", _MV),
     Word("module_under_voltage_v", "u16", _MV),
-    Word("discharge_high_temperature_c", **_TEMP),  # type: ignore[arg-type]
-    Word("discharge_low_temperature_c", **_TEMP),  # type: ignore[arg-type]
+    _temperature("discharge_high_temperature_c"),
+    _temperature("discharge_low_temperature_c"),
     Word("discharge_current_a", "s16", 0.1, rounding="down", negate=True),
 )
 
@@ -167,7 +175,7 @@ SYSTEM_ANALOG_WORDS: tuple[Word, ...] = (
     *(
         Word(f"{group}_temp_{part}", "u16", integer=True)
         if part.endswith("id")
-        else Word(f"{group}_temp_{part}", **_TEMP)  # type: ignore[arg-type]
+        else _temperature(f"{group}_temp_{part}")
         for group in ("cell", "mosfet", "bms")
         for part in _TEMPERATURE_TRIPLE
     ),
@@ -252,30 +260,19 @@ for (_byte, _bit), _name in SYSTEM_ALARM_BITS.items():
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _celsius(raw: int) -> float:
-    return round((raw - KELVIN_OFFSET_RAW) / 10, 1)
-
-
-def _temp_raw(celsius: float, where: str) -> int:
-    raw = round(celsius * 10) + KELVIN_OFFSET_RAW
-    if not -0x8000 <= raw <= 0x7FFF:
-        raise EncodeError(f"{where}: temperature {celsius:g} °C is outside what S16 0.1 K carries")
-    return raw
-
-
 def _bits(value: int, table: Mapping[int, str]) -> list[str]:
     return sorted({name for bit, name in table.items() if value >> bit & 1})
 
 
-def _cell_extremes(cells: Sequence[float], prefix: str = "") -> dict[str, Any]:
+def _cell_extremes(cells: Sequence[float]) -> dict[str, Any]:
     if not cells:
         return {}
     lo, hi = min(cells), max(cells)
     return {
         "cell_min_v": lo,
         "cell_max_v": hi,
-        "cell_min_id": f"{prefix}{cells.index(lo) + 1}",
-        "cell_max_id": f"{prefix}{cells.index(hi) + 1}",
+        "cell_min_id": str(cells.index(lo) + 1),
+        "cell_max_id": str(cells.index(hi) + 1),
     }
 
 
@@ -313,7 +310,8 @@ def _read_module(r: Reader, n: int) -> BatteryState:
         r.number("s16", f"{m}cell {i + 1} voltage") / 1000 for i in range(r.u8(m + "cell count"))
     ]
     temps = [
-        _celsius(r.number("s16", f"{m}temperature {i + 1}")) for i in range(r.u8(m + "sensors"))
+        TEMPERATURE.from_raw(r.number("s16", f"{m}temperature {i + 1}"))
+        for i in range(r.u8(m + "sensors"))
     ]
     current = r.number("s16", m + "current") / 10
     voltage = r.number("u16", m + "voltage") / 1000
@@ -427,14 +425,14 @@ def _write_module(w: Writer, state: BatteryState, n: int) -> None:
         raise EncodeError(f"{where}: {len(cells)} cells do not fit the count byte")
     w.u8(len(cells), "cell count")
     for i, volts in enumerate(cells):
-        w.word(Word(f"cell {i + 1} voltage", "s16", _MV), volts)
+        w.number("s16", CELL_VOLTAGE.to_raw(volts, f"{where} cell {i + 1}"), "cell voltage")
     temps = state.temperatures_c
     if temps is None and state.temperature_c is not None:
         temps = [state.temperature_c]
     temps = temps or []
     w.u8(len(temps), "temperature count")
     for t in temps:
-        w.number("s16", _temp_raw(t, where), "temperature")
+        w.number("s16", TEMPERATURE.to_raw(t, where), "temperature")
     w.word(Word("current_a", "s16", 0.1), _need(state, "current_a", where))
     w.word(Word("voltage_v", "u16", _MV), _need(state, "voltage_v", where))
     capacity = _need(state, "capacity_ah", where)
@@ -503,7 +501,7 @@ def decode_alarm(info: bytes) -> BatteryState:
     )
 
 
-def _hottest(values: Sequence[float], high: bool) -> int:
+def _extreme_index(values: Sequence[float], high: bool) -> int:
     pick = max(values) if high else min(values)
     return values.index(pick)
 
@@ -526,13 +524,13 @@ def encode_alarm(state: BatteryState, command_value: int) -> bytes:
             continue  # cell_imbalance: 0x44 has no place for it (it stops nothing)
         what, code = mapped
         if what == "temperature" and temps:
-            temp_states[_hottest(temps, code == STATE_HIGH)] = code
+            temp_states[_extreme_index(temps, code == STATE_HIGH)] = code
         elif what == "temperature":
             item["voltage"] = STATE_OTHER  # nowhere to show it: still not "normal"
         else:
             item[what] = code if item[what] in (STATE_NORMAL, code) else STATE_OTHER
         if what == "voltage" and code != STATE_OTHER and cells:
-            cell_states[_hottest(cells, code == STATE_HIGH)] = code
+            cell_states[_extreme_index(cells, code == STATE_HIGH)] = code
         if name in alarms and name in _STATUS1_FOR_ALARM:
             status1 |= 1 << _STATUS1_FOR_ALARM[name]
     status2 = (state.charge_enable is True) << 1 | (state.discharge_enable is True) << 2
@@ -838,9 +836,6 @@ class CommandSpec:
     decode: Callable[[bytes], Decoded]
     confidence: Confidence = "document"
     all_modules: bool = False  # FF accepted
-    #: what the answer puts in the state (for docs and for the poller's merge)
-    doc: str = ""
-    aliases: tuple[str, ...] = field(default=())
 
 
 def _decode_management_92(info: bytes) -> BatteryState:
@@ -989,7 +984,3 @@ class Answerer:
         if command == Command.SYSTEM_MANAGEMENT:
             return _encode_management(first, Command.SYSTEM_MANAGEMENT, None)
         raise EncodeError(f"command {command:02X} has no answer")  # pragma: no cover
-
-
-def with_identity(identity: Identity, **changes: Any) -> Identity:
-    return replace(identity, **changes)
