@@ -32,13 +32,18 @@ from bmslink.rs485.pylontech import (
     decode_response,
     request,
 )
-from bmslink.state import BatteryState
+from bmslink.state import FIELD_NAMES, BatteryState
 
 #: What an inverter polls every cycle, in this order (later answers win on shared keys:
 #: 0x92's enable flags are the battery's request, 0x44's only the MOSFET state).
 CYCLE_COMMANDS: tuple[Command, ...] = (Command.ANALOG, Command.ALARM, Command.MANAGEMENT)
 #: Asked once per address, on its first answered cycle: who it is.
 IDENTITY_COMMANDS: tuple[Command, ...] = (Command.MANUFACTURER_INFO, Command.SERIAL_NUMBER)
+
+
+def _present(state: BatteryState) -> dict[str, object]:
+    """The keys a state carries (objects as they are, unlike ``to_dict``'s JSON form)."""
+    return {k: v for k in FIELD_NAMES if (v := getattr(state, k)) is not None}
 
 
 class SilentBatteryError(BmslinkError):
@@ -130,30 +135,28 @@ class PylonPoller:
         return {adr: self.poll_address(adr) for adr in self.addresses}
 
     def poll_address(self, adr: int) -> BatteryState | None:
-        merged: dict[str, object] = {}
-        answered = False
-        for command in self.commands:
-            result = self._ask(adr, command)
-            if result is not None:
-                answered = True
-                merged.update(result.to_dict() if isinstance(result, BatteryState) else {})
-        if not answered:
+        state = self._ask_all(adr, self.commands)
+        if state is None:
             self.silent_cycles[adr] += 1
             if self.silent_cycles[adr] >= self.max_silent:
                 raise SilentBatteryError(self._silence_message(adr))
             return None
         self.silent_cycles[adr] = 0
         if adr not in self._identity:
-            ident: dict[str, object] = {}
-            for command in self.identity_commands:
-                result = self._ask(adr, command)
+            self._identity[adr] = self._ask_all(adr, self.identity_commands) or BatteryState()
+        identity = _present(self._identity[adr])
+        return state.merged({k: v for k, v in identity.items() if getattr(state, k) is None})
+
+    def _ask_all(self, adr: int, commands: Sequence[Command]) -> BatteryState | None:
+        """The answers to ``commands`` merged in order; None when none was answered."""
+        state: BatteryState | None = None
+        for command in commands:
+            result = self._ask(adr, command)
+            if result is not None:
+                state = state or BatteryState()
                 if isinstance(result, BatteryState):
-                    ident.update(result.to_dict())
-            self._identity[adr] = BatteryState.from_dict(ident)
-        state = BatteryState.from_dict(merged)
-        return state.merged(
-            {k: v for k, v in self._identity[adr].to_dict().items() if getattr(state, k) is None}
-        )
+                    state = state.merged(_present(result))
+        return state
 
     def _ask(self, adr: int, command: Command) -> BatteryState | dict[str, object] | None:
         raw_request = request(command, adr).encode()
