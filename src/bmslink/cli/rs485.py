@@ -8,20 +8,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from bmslink.cli.common import fail
 from bmslink.clock import MonotonicClock
 from bmslink.errors import BmslinkError, DecodeError
+from bmslink.limits import HardwareLimits
 from bmslink.links.serial_port import LinkError, SerialLink
 from bmslink.rs485.frame import parse_frame
 from bmslink.rs485.pylontech import (
@@ -31,6 +31,9 @@ from bmslink.rs485.pylontech import (
     decode_response,
 )
 from bmslink.state import BatteryState
+
+if TYPE_CHECKING:
+    from bmslink.roles.rs485_battery import PylonResponder
 
 app = typer.Typer(
     name="rs485",
@@ -171,7 +174,9 @@ def serve_command(
         f"on {port} at {baudrate} baud from {len(addresses)} simulated pack(s); Ctrl-C stops"
     )
     if protocol == Protocol.modbus:
-        _serve_modbus(port, baudrate, addresses, state_for, packs, should_stop, quiet, banner)
+        _serve_modbus(
+            port, baudrate, addresses, state_for, packs.hardware, should_stop, quiet, banner
+        )
         return
     from bmslink.roles.rs485_battery import PylonResponder, PylonSerialServer
 
@@ -211,7 +216,7 @@ def serve_command(
         typer.echo(_serve_status(responder), err=True)
 
 
-def _serve_status(responder: Any) -> str:
+def _serve_status(responder: PylonResponder) -> str:
     errors = ", ".join(f"RTN {k:02X}: {v}" for k, v in sorted(responder.errors.items()))
     silent = ", ".join(f"{k}: {v}" for k, v in responder.silent.items())
     return (
@@ -227,14 +232,14 @@ def _serve_modbus(
     baudrate: int,
     addresses: list[int],
     state_for: Callable[[int], BatteryState | None],
-    packs: Any,
+    hardware: HardwareLimits,
     should_stop: Callable[[], bool],
     quiet: bool,
     banner: str,
 ) -> None:
     from bmslink.roles.modbus_battery import ModbusBattery
 
-    battery = ModbusBattery(port, addresses, state_for, baudrate=baudrate, hardware=packs.hardware)
+    battery = ModbusBattery(port, addresses, state_for, baudrate=baudrate, hardware=hardware)
 
     async def run() -> None:
         await battery.start()
@@ -280,16 +285,11 @@ def poll_command(
     baudrate = baud or DEFAULT_BAUD[protocol]
     where = f"{port} at {baudrate} baud"
     stopped = _stop_flag()
-    if protocol == Protocol.modbus:
-        from bmslink.roles.modbus_inverter import modbus_cycles
-
-        cycles: Iterator[dict[int, BatteryState | str | None]] = modbus_cycles(
-            port, baudrate, addresses, timeout_s=timeout, retries=retries, max_silent=max_silent
-        )
-    else:
-        cycles = _pylon_cycles(
-            _open(port, baudrate), addresses, timeout, retries, max_silent, where
-        )
+    cycles = (
+        _modbus_cycles(port, baudrate, addresses, timeout, retries, max_silent, where)
+        if protocol == Protocol.modbus
+        else _pylon_cycles(_open(port, baudrate), addresses, timeout, retries, max_silent, where)
+    )
     done = 0
     try:
         for result in cycles:
@@ -303,8 +303,14 @@ def poll_command(
     except BmslinkError as exc:  # a silent battery, a lost or unopenable port
         fail(str(exc))
     finally:
-        with contextlib.suppress(Exception):
-            cycles.close()  # type: ignore[attr-defined]
+        cycles.close()  # closes the port
+
+
+Cycle = dict[int, BatteryState | str | None]  # a state, or why there is none
+
+
+def _reported(result: dict[int, BatteryState | None], problems: dict[int, str]) -> Cycle:
+    return {adr: state if state is not None else problems.get(adr) for adr, state in result.items()}
 
 
 def _pylon_cycles(
@@ -314,7 +320,7 @@ def _pylon_cycles(
     retries: int,
     max_silent: int,
     where: str,
-) -> Iterator[dict[int, BatteryState | str | None]]:
+) -> Generator[Cycle, None, None]:
     from bmslink.roles.rs485_inverter import PylonPoller, SerialTransport
 
     poller = PylonPoller(
@@ -327,12 +333,34 @@ def _pylon_cycles(
     )
     try:
         while True:
-            out: dict[int, BatteryState | str | None] = {}
-            for adr, state in poller.cycle().items():
-                out[adr] = state if state is not None else poller.last_problem.get(adr)
-            yield out
+            yield _reported(poller.cycle(), poller.last_problem)
     finally:
         link.close()
+
+
+def _modbus_cycles(
+    port: str,
+    baudrate: int,
+    addresses: list[int],
+    timeout: float,
+    retries: int,
+    max_silent: int,
+    where: str,
+) -> Generator[Cycle, None, None]:
+    from bmslink.links.modbus import SeplosV3Client
+    from bmslink.roles.modbus_inverter import ModbusPoller
+
+    with asyncio.Runner() as runner:  # one event loop for the client across cycles
+        client = SeplosV3Client(port, baudrate=baudrate, timeout_s=timeout)
+        try:
+            runner.run(client.connect())
+            poller = ModbusPoller(
+                client, addresses, retries=retries, max_silent=max_silent, where=where
+            )
+            while True:
+                yield _reported(runner.run(poller.cycle()), poller.last_problem)
+        finally:
+            client.close()
 
 
 def _print_state(adr: int, state: BatteryState | str | None, t: float, as_json: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from bmslink.links.modbus import ModbusLinkError, SeplosV3Client
 from bmslink.roles.rs485_inverter import SilentBatteryError, backoff_delay, silent_message
@@ -92,29 +92,3 @@ class ModbusPoller:
             "address DIP switches); no other Modbus master on the line (in a Seplos bank the "
             "first pack is the master).",
         )
-
-
-def modbus_cycles(
-    port: str,
-    baudrate: int,
-    slaves: Sequence[int],
-    *,
-    timeout_s: float = 1.0,
-    retries: int = 2,
-    max_silent: int = 5,
-) -> Iterator[dict[int, BatteryState | str | None]]:
-    """For a synchronous caller (the CLI): one dict per cycle, an error text where None."""
-    where = f"{port} at {baudrate} baud"
-    with asyncio.Runner() as runner:
-        client = SeplosV3Client(port, baudrate=baudrate, timeout_s=timeout_s)
-        runner.run(client.connect())
-        poller = ModbusPoller(client, slaves, retries=retries, max_silent=max_silent, where=where)
-        try:
-            while True:
-                result = runner.run(poller.cycle())
-                yield {
-                    slave: state if state is not None else poller.last_problem.get(slave)
-                    for slave, state in result.items()
-                }
-        finally:
-            client.close()
