@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bmslink.bank import bank_of
 from bmslink.errors import DecodeError, EncodeError
 from bmslink.rs485.frame import AsciiFrame, parse_frame
 from bmslink.rs485.pylontech import (
@@ -17,7 +18,6 @@ from bmslink.rs485.pylontech import (
     Identity,
     ResponseError,
     SystemParameters,
-    bank_of,
     decode_alarm,
     decode_analog,
     decode_manufacturer,

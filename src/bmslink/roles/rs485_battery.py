@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
+from bmslink.bank import bank_of
 from bmslink.clock import Clock, MonotonicClock
 from bmslink.errors import EncodeError
 from bmslink.limits import HardwareLimits, LimitError
@@ -41,7 +42,6 @@ from bmslink.rs485.pylontech import (
     Identity,
     SystemParameters,
     answer_frame,
-    bank_of,
     error_frame,
 )
 from bmslink.state import BatteryState

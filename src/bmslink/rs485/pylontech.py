@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
+from bmslink.bank import bank_of, cell_extremes, with_cell_extremes
 from bmslink.errors import DecodeError, EncodeError
 from bmslink.rs485.frame import AsciiFrame, Rtn, rtn_text
 from bmslink.rs485.layout import Reader, Word, Writer
@@ -264,29 +265,6 @@ def _bits(value: int, table: Mapping[int, str]) -> list[str]:
     return sorted({name for bit, name in table.items() if value >> bit & 1})
 
 
-def _cell_extremes(cells: Sequence[float]) -> dict[str, Any]:
-    if not cells:
-        return {}
-    lo, hi = min(cells), max(cells)
-    return {
-        "cell_min_v": lo,
-        "cell_max_v": hi,
-        "cell_min_id": str(cells.index(lo) + 1),
-        "cell_max_id": str(cells.index(hi) + 1),
-    }
-
-
-def with_cell_extremes(state: BatteryState) -> BatteryState:
-    """Fill cell and temperature extremes from the lists when the source sent only those."""
-    fill: dict[str, Any] = {}
-    if state.cells_v and state.cell_min_v is None and state.cell_max_v is None:
-        fill.update(_cell_extremes(state.cells_v))
-    temps = state.temperatures_c
-    if temps and state.cell_temp_min_c is None and state.cell_temp_max_c is None:
-        fill.update(cell_temp_min_c=min(temps), cell_temp_max_c=max(temps))
-    return state.merged(fill) if fill else state
-
-
 def _cell_temperatures(temps: Sequence[float]) -> list[float]:
     """The cell-group sensors of 0x42: sensor 1 is the BMS board, a 6th the MOSFET."""
     if len(temps) <= 1:
@@ -341,7 +319,7 @@ def _read_module(r: Reader, n: int) -> BatteryState:
         cell_temp_max_c=max(cell_temps) if cell_temps else None,
         temperature_c=max(cell_temps) if cell_temps else None,
     )
-    return state.merged(_cell_extremes(cells))
+    return state.merged(cell_extremes(cells))
 
 
 def decode_analog(info: bytes) -> BatteryState:
@@ -360,62 +338,6 @@ def decode_analog(info: bytes) -> BatteryState:
             f"the module count byte says {first}"
         )
     return bank_of(modules)
-
-
-def bank_of(modules: Sequence[BatteryState]) -> BatteryState:
-    """One state for parallel modules, the modules kept in ``packs``.
-
-    Current and capacities add up, SoC follows the capacities, the voltage is the
-    modules' mean (they share the bus), cell extremes name their module (``m2 c5``).
-    Only what every module sent is combined; a key one module lacks stays absent.
-    """
-
-    def every(key: str) -> list[Any] | None:
-        values = [getattr(m, key) for m in modules]
-        return None if any(v is None for v in values) else values
-
-    modules = [with_cell_extremes(m) for m in modules]
-    out: dict[str, Any] = {"packs": list(modules), "modules": len(modules)}
-    for key in ("current_a", "remaining_ah", "capacity_ah"):
-        values = every(key)
-        if values is not None:
-            out[key] = round(sum(values), 3)
-    volts = every("voltage_v")
-    if volts is not None:
-        out["voltage_v"] = round(sum(volts) / len(volts), 3)
-    if out.get("capacity_ah"):
-        out["soc_pct"] = round(100 * out["remaining_ah"] / out["capacity_ah"], 1)
-    cycles = every("cycles")
-    if cycles is not None:
-        out["cycles"] = max(cycles)
-    for key, pick in (
-        ("cell_temp_min_c", min),
-        ("cell_temp_max_c", max),
-        ("temperature_c", max),
-    ):
-        values = every(key)
-        if values is not None:
-            out[key] = pick(values)
-    lows = [
-        (m.cell_min_v, i, m.cell_min_id)
-        for i, m in enumerate(modules, 1)
-        if m.cell_min_v is not None
-    ]
-    highs = [
-        (m.cell_max_v, i, m.cell_max_id)
-        for i, m in enumerate(modules, 1)
-        if m.cell_max_v is not None
-    ]
-    if len(lows) == len(modules) and len(highs) == len(modules):
-        lo = min(lows, key=lambda t: t[0])
-        hi = max(highs, key=lambda t: t[0])
-        out.update(
-            cell_min_v=lo[0],
-            cell_min_id=f"m{lo[1]} c{lo[2]}",
-            cell_max_v=hi[0],
-            cell_max_id=f"m{hi[1]} c{hi[2]}",
-        )
-    return BatteryState().merged(out)
 
 
 def _write_module(w: Writer, state: BatteryState, n: int) -> None:
