@@ -38,12 +38,33 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from bmslink.bms.base import (
+    BmsProtocol,
+    Conversation,
+    Framer,
+    Request,
+    StateSource,
+    cell_id_extremes,
+)
+from bmslink.bms.framing import modbus_crc_ok, modbus_reply_framer, modbus_request_framer
 from bmslink.bms.modbus_rtu import EXCEPTION_NAMES as MODBUS_EXCEPTION_NAMES
+from bmslink.bms.modbus_rtu import (
+    ModbusException,
+    ReadRequest,
+    build_bit_reply,
+    build_exception_reply,
+    build_read_request,
+    build_register_reply,
+    check_crc,
+    parse_bit_reply,
+    parse_read_request,
+    parse_register_reply,
+)
 from bmslink.errors import DecodeError, EncodeError
 from bmslink.scaling import decimal_places, round_raw
-from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
+from bmslink.state import ALARM_NAMES, FIELD_NAMES, STATE_KEYS, BatteryState
 
 #: Raw value of 0 °C in the 0.1 K registers (esphome-seplos-bms); serialbattery's is 2730.
 KELVIN_OFFSET_RAW = 2731.5
@@ -581,3 +602,270 @@ def decode(
             values[flag.key] = bool(pic[flag.coil - PIC.start])
 
     return BatteryState(**values)
+
+
+# -- the BmsProtocol adapter ----------------------------------------------------------------------
+
+READ_COILS = 0x01
+READ_INPUT_REGISTERS = 0x04
+#: Register counts a read of each block may ask for (PIA: 17 documented, 18 by serialbattery).
+BLOCK_COUNTS: dict[str, tuple[int, ...]] = {
+    block.name: PIA_COUNTS if block is PIA else (block.count,) for block in BLOCKS
+}
+
+
+def _data_bytes(block: Block, count: int) -> int:
+    return (count + 7) // 8 if block.function == READ_COILS else 2 * count
+
+
+#: (function, byte count) -> block: every block's reply size is distinct, so a reply
+#: without its request is still recognised.
+BLOCK_BY_REPLY_SIZE: dict[tuple[int, int], Block] = {
+    (block.function, _data_bytes(block, count)): block
+    for block in BLOCKS
+    for count in BLOCK_COUNTS[block.name]
+}
+#: State keys decoded from PIA, left out when a decode has no PIA.
+PIA_KEYS: frozenset[str] = frozenset(f.key for f in PIA_FIELDS if f.key in STATE_KEYS)
+
+
+@dataclass(frozen=True)
+class _PendingRead:
+    """The read request the next reply answers, and the block it reads (None: not mapped)."""
+
+    request: ReadRequest
+    block: Block | None
+
+
+def _request_block(request: ReadRequest) -> Block | None:
+    """The block a read asks for; DecodeError for a block start read with a wrong count."""
+    for block in BLOCKS:
+        if block.function == request.function and block.start == request.address:
+            counts = BLOCK_COUNTS[block.name]
+            if request.count not in counts:
+                allowed = " or ".join(str(c) for c in counts)
+                raise DecodeError(
+                    f"a read of {block.name} (0x{block.start:04X}) asks for {request.count} "
+                    f"{'coils' if block.function == READ_COILS else 'registers'}, "
+                    f"bmslink decodes whole blocks ({allowed})"
+                )
+            return block
+    return None
+
+
+class SeplosV3Protocol(BmsProtocol):
+    """Seplos V3 over Modbus RTU: the register map above behind the BmsProtocol interface.
+
+    Choices (besides the map's own, in the module docstring):
+
+    - One poll cycle reads PIA (04, 18 registers, as serialbattery and
+      links/modbus.py), PIB (04), PIC (01) and SPA (04). SPA is read every
+      cycle, not once: its cell count is what keeps a cell that reads 0 mV in
+      ``cells_v`` (without it the count is inferred from the first 0 mV cell,
+      and a dead cell would vanish from the list). Seplos V3 has no identity
+      block in the reference (VIA 0x1700 is unmapped), so ``identity`` adds
+      no request.
+    - A reply is matched to the read request before it; a reply without one
+      is recognised by function and byte count (all five block sizes differ).
+      Reads that do not start at a block (SFA, SCA, VIA, EMS, history) are
+      checked (CRC, length) and ignored; a read at a block start with a count
+      other than the block's is a DecodeError (bmslink decodes whole blocks).
+    - Without PIA, the other blocks still decode (``decode`` is given a zero
+      PIA and every key PIA carries is dropped), so a capture of PIB alone
+      yields its cells. ``cell_min_v`` / ``cell_max_v`` come from PIA
+      (0x100A/0x100B) and, when PIA lacks them, from the cells.
+    - Addresses 0x00-0x7F (the reference; serialbattery talks to a single pack
+      at 0, its default). Replies are accepted from the polled slave only; an
+      exception reply (Seplos adds 0x81 "no history record") is a DecodeError
+      that names it.
+    - ``kelvin_offset_raw`` None is the map's :data:`KELVIN_OFFSET_RAW`.
+    - The simulated device answers reads of any start and count inside PIA,
+      PIB, SPA (04) and PIC (01) from ``encode(state)``; a read outside them
+      gets exception 02 (illegal data address), another function exception 01
+      (illegal function: the device is read-only), a count outside 1..125 /
+      1..2000 exception 03; other slaves, silence.
+    """
+
+    name: ClassVar[str] = "seplos-v3"
+    title: ClassVar[str] = "Seplos V3 (Modbus RTU)"
+    baudrate: ClassVar[int] = 19200
+    default_address: ClassVar[int] = 0
+    addresses: ClassVar[range] = range(0x00, 0x80)
+    keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            # PIA (SoH, temperatures and cell extremes can read 0 = absent)
+            "voltage_v",
+            "current_a",
+            "remaining_ah",
+            "capacity_ah",
+            "soc_pct",
+            "cycles",
+            "discharge_current_a",
+            "charge_current_a",
+            # PIB with the SPA cell count (1..16)
+            "cells_v",
+            "cell_min_v",
+            "cell_max_v",
+            "cell_min_id",
+            "cell_max_id",
+            # PIC
+            "alarms",
+            "warnings",
+            "charge_enable",
+            "discharge_enable",
+        }
+    )
+    CYCLE: ClassVar[tuple[Block, ...]] = (PIA, PIB, PIC, SPA)
+
+    @property
+    def kelvin_offset_raw(self) -> float:
+        offset = self.options.kelvin_offset_raw
+        return KELVIN_OFFSET_RAW if offset is None else offset
+
+    # -- host side -------------------------------------------------------------------------------
+
+    def reply_framer(self) -> Framer:
+        return modbus_reply_framer()
+
+    def conversation(self, address: int, *, identity: bool) -> Conversation:
+        self.check_address(address)
+        prefix = bytes((address,))  # the slave byte: exception replies reach decode
+        for block in self.CYCLE:
+            data = build_read_request(address, block.function, block.start, block.count)
+            what = (
+                f"{block.name} (function {block.function:02X}, "
+                f"0x{block.start:04X}-0x{block.end - 1:04X}: {block.doc})"
+            )
+            yield Request(data, what, reply_prefix=prefix)
+
+    def _decode(self, frames: Sequence[bytes]) -> BatteryState:
+        found: dict[str, tuple[list[int], int]] = {}  # block name -> (values, frame index)
+        pending: _PendingRead | None = None
+        for index, raw in enumerate(frames, 1):
+            try:
+                pending = self._take(bytes(raw), pending, found, index)
+            except DecodeError as exc:
+                raise DecodeError(f"frame {index}: {exc}") from exc
+        return self._state(found)
+
+    @staticmethod
+    def _take(
+        frame: bytes,
+        pending: _PendingRead | None,
+        found: dict[str, tuple[list[int], int]],
+        index: int,
+    ) -> _PendingRead | None:
+        """Take one frame; returns the request the next reply answers."""
+        if len(frame) < 4:
+            raise DecodeError(f"{len(frame)} bytes is too short for a Modbus RTU frame")
+        function = frame[1]
+        if function & 0x80:
+            if len(frame) != 5:
+                raise DecodeError(
+                    f"exception reply (function byte {function:02X}) is 5 bytes, got {len(frame)}"
+                )
+            check_crc(frame)
+            raise ModbusException(frame[0], function & 0x7F, frame[2], EXCEPTION_NAMES)
+        if function not in (READ_COILS, READ_INPUT_REGISTERS):
+            raise DecodeError(
+                f"function {function:02X} is not a Seplos V3 read "
+                "(01 read coils, 04 read input registers)"
+            )
+        if len(frame) == 8 and frame[2] + 5 != 8:  # a request; a reply is 5 + its byte count
+            request = parse_read_request(frame)
+            return _PendingRead(request, _request_block(request))
+        block: Block | None
+        if pending is not None:
+            request = pending.request
+            if frame[0] != request.slave:
+                check_crc(frame)
+                raise DecodeError(
+                    f"reply from slave {frame[0]} to a request to slave {request.slave}"
+                )
+            values = _reply_values(frame, request.function, request.count)
+            block = pending.block
+        else:
+            values = _reply_values(frame, function, None)
+            block = BLOCK_BY_REPLY_SIZE.get((function, frame[2]))
+            if block is None:
+                known = ", ".join(
+                    f"{b.name} {n}" for (f, n), b in BLOCK_BY_REPLY_SIZE.items() if f == function
+                )
+                raise DecodeError(
+                    f"a reply of {frame[2]} data bytes to function {function:02X} matches no "
+                    f"Seplos V3 block ({known}); give the read request before it"
+                )
+            values = values[: BLOCK_COUNTS[block.name][-1]] if block is PIC else values
+        if block is not None:
+            found[block.name] = (values, index)
+        return None
+
+    def _state(self, found: dict[str, tuple[list[int], int]]) -> BatteryState:
+        if not found:
+            return BatteryState()
+
+        def block(name: str) -> list[int] | None:
+            return found[name][0] if name in found else None
+
+        pia, pic = block(PIA.name), block(PIC.name)
+        try:
+            state = decode(
+                [0] * PIA.count if pia is None else pia,
+                block(PIB.name),
+                None if pic is None else [bool(bit) for bit in pic],
+                block(SPA.name),
+                kelvin_offset_raw=self.kelvin_offset_raw,
+            )
+        except DecodeError as exc:
+            for name, (_, index) in found.items():
+                if str(exc).startswith(f"{name}:"):
+                    raise DecodeError(f"frame {index}: {exc}") from exc
+            raise
+        values = {k: getattr(state, k) for k in FIELD_NAMES if getattr(state, k) is not None}
+        if pia is None:
+            values = {k: v for k, v in values.items() if k not in PIA_KEYS}
+        for key, value in cell_id_extremes(state.cells_v or []).items():
+            values.setdefault(key, value)
+        return BatteryState(**values)
+
+    # -- device side -----------------------------------------------------------------------------
+
+    def request_framer(self) -> Framer:
+        return modbus_request_framer()
+
+    def answer(self, request: bytes, source: StateSource) -> list[bytes]:
+        request = bytes(request)
+        if len(request) < 4 or not modbus_crc_ok(request):
+            return []
+        slave, function = request[0], request[1]
+        if slave not in self.addresses or not 1 <= function <= 0x7F:
+            return []
+        state = source(slave)
+        if state is None:
+            return []
+        if function not in (READ_COILS, READ_INPUT_REGISTERS):
+            return [build_exception_reply(slave, function, 0x01)]
+        try:
+            read = parse_read_request(request)
+        except DecodeError:
+            return [build_exception_reply(slave, function, 0x03)]
+        image = encode(state, kelvin_offset_raw=self.kelvin_offset_raw)
+        first, last = read.address, read.address + read.count
+        if function == READ_COILS:
+            if PIC.start <= first and last <= PIC.end:
+                bits = image.coils[first - PIC.start : last - PIC.start]
+                return [build_bit_reply(slave, function, bits)]
+        else:
+            for block in REGISTER_BLOCKS:
+                registers = image.registers[block.start]
+                if block.start <= first and last <= block.start + len(registers):
+                    chunk = registers[first - block.start : last - block.start]
+                    return [build_register_reply(slave, function, chunk)]
+        return [build_exception_reply(slave, function, 0x02)]
+
+
+def _reply_values(frame: bytes, function: int, count: int | None) -> list[int]:
+    """Registers, or coils as 0/1, of a reply whose CRC, length and function are right."""
+    if function == READ_COILS:
+        return [int(bit) for bit in parse_bit_reply(frame, function, count, EXCEPTION_NAMES).bits]
+    return list(parse_register_reply(frame, function, count, EXCEPTION_NAMES).registers)
