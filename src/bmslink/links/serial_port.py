@@ -80,6 +80,10 @@ class SerialLink:
     def is_open(self) -> bool:
         return self._serial is not None
 
+    def ensure_open(self) -> bool:
+        """Reopen a lost port now if its reopen interval has passed; True when it is open."""
+        return self._ensure()
+
     def _ensure(self) -> bool:
         if self._serial is not None:
             return True
