@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from bmslink.bridge.aggregate import PackReading, PackSettings
 from bmslink.profiles.base import (
     AlarmBits,
     AlarmPairs,
@@ -202,3 +203,32 @@ def good_state(**changes: Any) -> BatteryState:
     )
     base.update(changes)
     return BatteryState(**base)
+
+
+# -- bridge packs ---------------------------------------------------------------------------------
+
+
+def pack(name: str = "p", **values: object) -> PackReading:
+    base: dict[str, object] = {
+        "voltage_v": 53.0,
+        "current_a": 10.0,
+        "soc_pct": 50.0,
+        "temperature_c": 21.0,
+        "capacity_ah": 100.0,
+        "remaining_ah": 50.0,
+        "cells_v": [3.31] * 16,
+        "cell_min_v": 3.30,
+        "cell_max_v": 3.32,
+        "cell_min_id": "3",
+        "cell_max_id": "7",
+        "charge_enable": True,
+        "discharge_enable": True,
+        "alarms": [],
+        "warnings": [],
+    }
+    base.update(values)
+    return PackReading(PackSettings(name, 100.0, 120.0), BatteryState().merged(base))
+
+
+def lost(name: str) -> PackReading:
+    return PackReading(PackSettings(name, 100.0, 120.0), None, "no valid answer")

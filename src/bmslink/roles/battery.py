@@ -269,6 +269,10 @@ class BatteryRole:
         assert spec.period_s is not None
         return spec.period_s
 
+    def stop(self, reason: str) -> None:
+        """Go silent now (the bridge's link loss): no frame goes out until the next update."""
+        self._halt(reason)
+
     def _halt(self, reason: str) -> None:
         """Stop sending: the inverter sees the battery go silent, which is safe."""
         self._messages = {}

@@ -1,0 +1,1 @@
+"""The bridge: BMS sources -> bank -> link-loss safety -> inverter sinks."""

@@ -1,0 +1,237 @@
+"""The bridge's core: packs in, one guarded bank state out, and what to do when BMSs fall silent.
+
+Pure apart from the injected clock, so link-loss timing is tested without waiting.
+
+Link loss, in phases (``LinkLoss``):
+
+=========  ==============================================  ==============================
+phase      when                                            what the sinks get
+=========  ==============================================  ==============================
+waiting    no pack has answered yet                        nothing
+normal     at least one pack can be combined               the bank, clamped to hardware
+derated    no pack usable, for less than ``silent_after_s``  the safe limits, ``general`` warning
+safe       no pack usable for ``silent_after_s`` ...        the safe limits and a ``general`` alarm
+lost       ... and ``safe_hold_s`` more                    nothing: the broadcast stops
+=========  ==============================================  ==============================
+
+The safe limits are CCL = DCL = 0 with both enables and force-charge cleared.
+CVL and DVL stay the last ones sent (a CVL of 0 is never sent), and so do the
+measurements: the profiles' frames need them to be decodable, and the hold is
+bounded; what the inverter acts on are the zero limits, the cleared flags and
+the alarm. After the hold the broadcast stops, so the inverter registers the
+battery as lost instead of hearing old values forever. The first pack that
+answers again brings the bank back at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from bmslink.bridge.aggregate import Bank, BankSettings, PackReading, PackSettings, aggregate
+from bmslink.clock import Clock
+from bmslink.limits import HardwareLimits
+from bmslink.roles.common import EVENT_HISTORY, RoleEvent
+from bmslink.state import ALARM_NAMES, BatteryState
+
+Phase = Literal["waiting", "normal", "derated", "safe", "lost"]
+
+
+@dataclass(frozen=True)
+class LinkLossSettings:
+    #: Every pack unusable this long: the safe state with an alarm.
+    silent_after_s: float = 10.0
+    #: How long the safe state is sent before the broadcast stops.
+    safe_hold_s: float = 30.0
+    #: A pack whose last good reading is older than this is lost even if its driver
+    #: has not reported a failed poll yet (a driver stuck on a dead port).
+    pack_stale_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("silent_after_s", "safe_hold_s", "pack_stale_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
+def safe_state(last: BatteryState, *, alarm: bool) -> BatteryState:
+    """``last`` with no current allowed either way; ``alarm`` raises ``general`` as an alarm."""
+    alarms = set(last.alarms or ())
+    warnings = set(last.warnings or ())
+    (alarms if alarm else warnings).add("general")
+    return last.merged(
+        {
+            "charge_current_a": 0.0,
+            "discharge_current_a": 0.0,
+            "charge_enable": False,
+            "discharge_enable": False,
+            "force_charge": False,
+            "alarms": sorted(alarms, key=ALARM_NAMES.index),
+            "warnings": sorted(warnings - alarms, key=ALARM_NAMES.index),
+        }
+    )
+
+
+@dataclass
+class Output:
+    """What goes to the sinks now: a state, or None (silence) with the reason."""
+
+    phase: Phase
+    state: BatteryState | None
+    reason: str
+
+
+class LinkLoss:
+    """The phase machine of the module docstring."""
+
+    def __init__(self, settings: LinkLossSettings) -> None:
+        self.settings = settings
+        self.last_good: BatteryState | None = None
+        self.last_good_at = float("-inf")
+
+    def step(self, bank_state: BatteryState | None, now: float) -> Output:
+        s = self.settings
+        if bank_state is not None:
+            self.last_good, self.last_good_at = bank_state, now
+            return Output("normal", bank_state, "")
+        last = self.last_good
+        if last is None:
+            return Output("waiting", None, "no BMS has answered yet")
+        silent = now - self.last_good_at
+        if silent < s.silent_after_s:
+            return Output("derated", safe_state(last, alarm=False), "no pack usable")
+        if silent < s.silent_after_s + s.safe_hold_s:
+            why = f"no pack usable for {silent:.0f} s"
+            return Output("safe", safe_state(last, alarm=True), why)
+        held = s.silent_after_s + s.safe_hold_s
+        return Output("lost", None, f"no pack usable for {held:g} s: broadcast stopped")
+
+
+class Sink(Protocol):
+    """An inverter-facing output: a CAN profile, a Pylontech RS485 or a Modbus server."""
+
+    name: str
+
+    def update(self, state: BatteryState | None, reason: str) -> None: ...
+
+    def poll(self) -> None: ...
+
+    @property
+    def inverter_online(self) -> bool | None: ...
+
+
+@dataclass
+class _Latest:
+    state: BatteryState | None
+    error: str | None
+    at: float
+
+
+class Bridge:
+    """Packs' readings in (``on_reading``), guarded bank state out to every sink."""
+
+    def __init__(
+        self,
+        packs: Sequence[PackSettings],
+        bank: BankSettings,
+        hardware: HardwareLimits,
+        clock: Clock,
+        *,
+        link_loss: LinkLossSettings | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        names = [p.name for p in packs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pack names repeat: {names}")
+        if not packs:
+            raise ValueError("a bridge needs at least one pack")
+        self.packs = list(packs)
+        self.bank_settings = bank
+        self.hardware = hardware
+        self.clock = clock
+        self.link_loss = LinkLoss(link_loss or LinkLossSettings())
+        self.sinks = list(sinks)
+        self._latest: dict[str, _Latest] = {
+            p.name: _Latest(None, "no answer yet", float("-inf")) for p in packs
+        }
+        self.bank: Bank = Bank(None, [])
+        self.output = Output("waiting", None, "no BMS has answered yet")
+        self.clamped: list[str] = []
+        self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
+        self._notes: list[str] = []
+        self._inverter_online: dict[str, bool | None] = {}
+        self.readings = 0
+        self.pushes = 0
+
+    # -- in --------------------------------------------------------------------------------------
+
+    def on_reading(self, pack: str, state: BatteryState | None, error: str | None = None) -> None:
+        """A pack's poll result; the bank is recomputed and pushed at once."""
+        if pack not in self._latest:
+            raise KeyError(f"unknown pack {pack!r}")
+        self.readings += 1
+        self._latest[pack] = _Latest(state, error, self.clock.now())
+        self.refresh()
+
+    # -- out -------------------------------------------------------------------------------------
+
+    def pack_readings(self) -> list[PackReading]:
+        now = self.clock.now()
+        stale_s = self.link_loss.settings.pack_stale_s
+        out = []
+        for p in self.packs:
+            latest = self._latest[p.name]
+            if latest.state is not None and now - latest.at > stale_s:
+                out.append(PackReading(p, None, f"no reading for {now - latest.at:.1f} s"))
+            else:
+                out.append(PackReading(p, latest.state, latest.error))
+        return out
+
+    def refresh(self) -> Output:
+        """Recompute the bank and the phase, and push the result to every sink."""
+        now = self.clock.now()
+        self.bank = aggregate(self.pack_readings(), self.bank_settings)
+        state = self.bank.state
+        self.clamped = []
+        if state is not None:
+            state, self.clamped = self.hardware.clamp(state)
+        output = self.link_loss.step(state, now)
+        if output.phase != self.output.phase:
+            self._event(f"phase_{output.phase}", output.reason)
+        if self.bank.notes != self._notes and output.phase != "waiting":
+            for note in self.bank.notes:
+                if note not in self._notes:
+                    self._event("pack_note", note)
+            self._notes = list(self.bank.notes)
+        self.output = output
+        self._last_refresh = now
+        for sink in self.sinks:
+            sink.update(output.state, output.reason)
+        self.pushes += 1
+        return output
+
+    def tick(self) -> None:
+        """Called often (every few tens of ms): staleness, phase timing, sinks' own schedule."""
+        self.refresh_if_due()
+        for sink in self.sinks:
+            sink.poll()
+            online = sink.inverter_online
+            before = self._inverter_online.get(sink.name)
+            if online is None or online == bool(before):
+                continue
+            # a warning when a keep-alive that was there disappears; silence before the first
+            kind = "inverter_keepalive_seen" if online else "inverter_keepalive_lost"
+            self._event(kind, sink.name)
+            self._inverter_online[sink.name] = online
+
+    _last_refresh = float("-inf")
+
+    def refresh_if_due(self, every_s: float = 0.25) -> None:
+        now = self.clock.now()
+        if now - self._last_refresh >= every_s:
+            self._last_refresh = now
+            self.refresh()
+
+    def _event(self, kind: str, detail: str) -> None:
+        self.events.append(RoleEvent(self.clock.now(), kind, detail))
