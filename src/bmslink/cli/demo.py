@@ -60,13 +60,22 @@ def demo_command(
     live: bool | None = typer.Option(
         None, "--live/--plain", help="Live view or plain lines (default: live on a terminal)."
     ),
+    bms: str | None = typer.Option(
+        None,
+        "--bms",
+        help="Read the simulated pack through this BMS protocol on a PTY "
+        "(jk, jk-pb, jbd, daly, seplos, seplos-v3, pace), then bridge it to the profile.",
+    ),
     capture: str | None = typer.Option(
         None,
         "--capture",
         help="Also write every frame of the link to this file (.log candump -L, .asc, .blf...).",
     ),
 ) -> None:
-    """Run the closed loop: sim pack + BMS -> battery role -> CAN -> inverter role -> inverter."""
+    """Run the closed loop: sim pack + BMS -> battery role -> CAN -> inverter role -> inverter.
+
+    With --bms the BMS answers its real byte protocol on a PTY and the bridge reads it.
+    """
     # python-can and the simulator load only for this command, not for every bmslink call
     from bmslink.capture import write_capture
     from bmslink.sim.chain import Chain, ChainConfig
@@ -83,6 +92,7 @@ def demo_command(
             cloudiness=cloudiness,
             seed=seed,
             record=capture is not None,
+            bms=bms,
         )
     except ValueError as exc:
         fail(str(exc), code=2)

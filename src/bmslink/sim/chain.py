@@ -64,6 +64,9 @@ class ChainConfig:
     seed: int = 1
     #: Keep every frame on the link (both directions) in ``Chain.recorded``.
     record: bool = False
+    #: A BMS type ("jk", "daly", ...): the pack's BMS answers that protocol on a PTY and
+    #: the bridge reads it with the real driver, instead of handing its state over directly.
+    bms: str | None = None
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.hours <= 0 or self.physics_dt_s <= 0:
@@ -74,6 +77,11 @@ class ChainConfig:
             raise ValueError(f"series_cells {self.series_cells} must be at least 1")
         if self.capacity_ah is not None and self.capacity_ah <= 0:
             raise ValueError(f"capacity_ah {self.capacity_ah} must be positive")
+        if self.bms is not None:
+            from bmslink.bms.registry import BMS_TYPES
+
+            if self.bms not in BMS_TYPES:
+                raise ValueError(f"unknown BMS type {self.bms!r}; known: {', '.join(BMS_TYPES)}")
 
 
 #: The simulated pack per voltage class: (cells in series, capacity in Ah).
@@ -202,6 +210,9 @@ class Chain:
             lost_timeout_s=max(cfg.lost_timeout_s or self.profile.lost_timeout_s, 3 * cfg.step_s),
             frame_expiry_s=max(10.0, 3 * cfg.step_s),  # one CAN round per step
         )
+        self.serial: SerialPath | None = None
+        if cfg.bms is not None:
+            self.serial = SerialPath(cfg.bms, self)
         #: Fault injection: while False the battery's frames never reach the inverter.
         self.link_up = True
         self._current_a = 0.0
@@ -218,7 +229,10 @@ class Chain:
         """Advance the whole chain by one step of ``config.step_s`` simulated seconds."""
         step_s = self.config.step_s
         now = self.clock.now()
-        self.battery_role.update(self.bms.state())
+        if self.serial is None:
+            self.battery_role.update(self.bms.state())
+        else:
+            self.serial.step()
         if self.link_up:
             self.battery_role.poll()
         self.inverter_role.poll()
@@ -326,6 +340,8 @@ class Chain:
         )
 
     def close(self) -> None:
+        if self.serial is not None:
+            self.serial.close()
         self._battery_bus.shutdown()
         self._inverter_bus.shutdown()
         if self._recorder is not None:
@@ -336,3 +352,67 @@ class Chain:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SerialPath:
+    """Sim BMS -> its real protocol on a PTY -> the driver -> the bridge -> the battery role.
+
+    The device answers from the simulated BMS's state; the bridge has no limits
+    from protocols that carry none (JK, JBD, Daly, Seplos V2, Pace), so it uses
+    the pack's configured maxima, as a real installation would.
+    """
+
+    def __init__(self, bms_type: str, chain: Chain) -> None:
+        from bmslink.bms.driver import BmsDriver
+        from bmslink.bms.registry import get_bms
+        from bmslink.bridge.aggregate import BankSettings, PackSettings
+        from bmslink.bridge.core import Bridge
+        from bmslink.links.serial_port import SerialLink
+        from bmslink.sim.bms_device import SimulatedBmsDevice
+        from bmslink.sim.nullmodem import NullModem
+
+        self.chain = chain
+        protocol = get_bms(bms_type)
+        self.modem = NullModem()
+        address = protocol.default_address
+        self.device = SimulatedBmsDevice(
+            get_bms(bms_type),
+            self.modem.a_path,
+            lambda adr: chain.bms.state() if adr == address else None,
+        )
+        # The device answers in its own thread while this one waits in the driver's poll,
+        # so the simulated BMS is never read while the physics moves it.
+        self.device.start()
+        self.link = SerialLink(self.modem.b_path, protocol.baudrate)
+        self.link.open()
+        self.driver = BmsDriver(protocol, self.link, [address], timeout_s=0.5, retries=2)
+        bms = chain.bms.settings
+        hardware = chain.battery_role.hardware
+        assert hardware is not None
+        self.bridge = Bridge(
+            [PackSettings(bms_type, bms.max_charge_current_a, bms.max_discharge_current_a)],
+            BankSettings(
+                series_cells=chain.series_cells,
+                charge_voltage_v=round(chain.series_cells * bms.charge_voltage_per_cell_v, 2),
+                discharge_voltage_v=round(chain.series_cells * bms.discharge_voltage_per_cell_v, 2),
+            ),
+            hardware,
+            chain.clock,
+        )
+        self.polls_failed = 0
+
+    def step(self) -> None:
+        role = self.chain.battery_role
+        result = self.driver.poll(self.driver.addresses[0])
+        self.polls_failed += result.state is None
+        self.bridge.on_reading(self.bridge.packs[0].name, result.state, result.error)
+        out = self.bridge.output
+        if out.state is None:
+            role.stop(out.reason)
+        else:
+            role.update(out.state)
+
+    def close(self) -> None:
+        self.link.close()
+        self.device.stop()
+        self.modem.close()
