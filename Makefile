@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/sim_speed.py
 	$(PY) benchmarks/detect.py
 	$(PY) benchmarks/rs485_poll.py
+	$(PY) benchmarks/fault_latency.py
+	$(PY) benchmarks/footprint.py
 
 clean:
 	rm -rf $(VENV)

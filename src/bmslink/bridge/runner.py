@@ -172,10 +172,14 @@ class BridgeRunner:
         self,
         stop: asyncio.Event,
         *,
-        tick_s: float = 0.02,
+        tick_s: float = 0.1,
         on_tick: Callable[[BridgeRunner], None] | None = None,
     ) -> None:
-        """Poll, bridge and broadcast until ``stop`` is set."""
+        """Poll, bridge and broadcast until ``stop`` is set.
+
+        A poll result is pushed to the sinks as it arrives (an alarm goes out at once);
+        the tick only paces the periodic broadcast, staleness and keep-alive checks.
+        """
         for m in self._modbus:
             await m.start()
         tasks = [
