@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
-from bmslink.errors import StateError
+from bmslink.errors import EncodeError, StateError
 
 #: Alarm and warning names shared by every protocol (contract.md).
 ALARM_NAMES: tuple[str, ...] = (
@@ -131,6 +131,14 @@ class BatteryState:
             if key in _FIELD_KINDS:
                 setattr(result, key, value)
         return result
+
+
+def required(state: BatteryState, key: str, what: str) -> Any:
+    """``state.key`` for an encoder that cannot do without it; EncodeError naming both."""
+    value = getattr(state, key)
+    if value is None:
+        raise EncodeError(f"{what}: {key} is missing")
+    return value
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(BatteryState))

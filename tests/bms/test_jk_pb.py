@@ -553,7 +553,7 @@ def check_roundtrip(state, got):
     assert (got.soc_pct, got.soh_pct, got.cycles) == (state.soc_pct, state.soh_pct, state.cycles)
     assert (got.remaining_ah, got.capacity_ah) == (state.remaining_ah, state.capacity_ah)
     assert got.cells_v == state.cells_v
-    for key, value in jk_pb.cell_id_extremes(state.cells_v).items():
+    for key, value in jk_pb.cell_extremes(state.cells_v).items():
         assert getattr(got, key) == value, key
     temps = state.temperatures_c or []
     assert got.temperatures_c == (temps or None)

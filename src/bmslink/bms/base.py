@@ -16,18 +16,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, NamedTuple, Protocol
 
-from bmslink.bank import cell_extremes
 from bmslink.errors import DecodeError
 from bmslink.state import FIELD_NAMES, BatteryState
 
 #: ``source(address)``: the state a simulated device serves for that address, None = silent.
 StateSource = Callable[[int], BatteryState | None]
 JkCurrent = Literal["auto", "sign-bit", "offset"]
-
-#: cell_min/max_v and their 1-based ids from a list of cells (shared with the bank code).
-cell_id_extremes = cell_extremes
 
 #: Keys that name a device, not a measurement: read once per connection, kept afterwards.
 IDENTITY_KEYS: tuple[str, ...] = ("manufacturer", "product", "serial", "firmware", "hardware")
@@ -147,6 +143,26 @@ class BmsProtocol(ABC):
         this device does not have, or a request it ignores gives [] (silence).
         EncodeError when the state lacks a key the reply must carry.
         """
+
+
+class AddressedRequest(NamedTuple):
+    slave: int
+    function: int
+    state: BatteryState
+
+
+def modbus_addressed(request: bytes, slaves: range, source: StateSource) -> AddressedRequest | None:
+    """A Modbus request a simulated device must answer: CRC right, one of its ``slaves``, a
+    request function, and a state to answer from. None: silence, as a real slave keeps."""
+    from bmslink.bms.framing import modbus_crc_ok
+
+    if len(request) < 4 or not modbus_crc_ok(request):
+        return None
+    slave, function = request[0], request[1]
+    if slave not in slaves or not 1 <= function <= 0x7F:
+        return None
+    state = source(slave)
+    return None if state is None else AddressedRequest(slave, function, state)
 
 
 def merge(states: Sequence[BatteryState]) -> BatteryState:

@@ -92,12 +92,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Request,
     StateSource,
-    cell_id_extremes,
 )
 from bmslink.bms.framing import HuntingFramer
 from bmslink.errors import DecodeError, EncodeError
@@ -540,7 +540,7 @@ def decode_frames(frames: Sequence[bytes]) -> BatteryState:
         if series is CELLS and raw:
             cells = [mv / 1000 for mv in raw]
             values["cells_v"] = cells
-            values.update(cell_id_extremes(cells))
+            values.update(cell_extremes(cells))
         elif series is TEMPERATURES and raw:
             temperatures = [float(r - TEMPERATURE_ZERO) for r in raw]
             values["temperatures_c"] = temperatures

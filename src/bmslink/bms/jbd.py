@@ -73,13 +73,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Framer,
     Request,
     StateSource,
-    cell_id_extremes,
     merge,
 )
 from bmslink.bms.framing import HuntingFramer
@@ -634,7 +634,7 @@ class JbdProtocol(BmsProtocol):
 
 def _decode_cells(data: bytes, where: str) -> _Decoded:
     cells = parse_cells(data, where)
-    return _Decoded({"cells_v": cells, **cell_id_extremes(cells)}, len(cells))
+    return _Decoded({"cells_v": cells, **cell_extremes(cells)}, len(cells))
 
 
 def _decode_hardware(data: bytes, where: str) -> _Decoded:

@@ -99,13 +99,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Framer,
     Request,
     StateSource,
-    cell_id_extremes,
     merge,
 )
 from bmslink.bms.framing import HuntingFramer
@@ -573,7 +573,7 @@ def decode_records(records: Records, index: int, jk_current: str) -> BatteryStat
     cells = records.cells
     if cells:
         values["cells_v"] = cells
-        values.update(cell_id_extremes(cells))
+        values.update(cell_extremes(cells))
     if cells is not None and CELL_COUNT_TAG in raw and raw[CELL_COUNT_TAG] != len(cells):
         raise DecodeError(
             f"{where(CELL_COUNT_TAG)}: says {raw[CELL_COUNT_TAG]} cells, "

@@ -93,13 +93,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Framer,
     Request,
     StateSource,
-    cell_id_extremes,
+    modbus_addressed,
 )
 from bmslink.bms.framing import (
     HuntingFramer,
@@ -524,7 +525,7 @@ def _cells(reading: _Reading) -> dict[str, Any]:
     if any(raw is None for raw in raws):
         return {}  # a present cell's voltage was not read: no honest cell list
     cells = [round((raw or 0) / 1000, 3) for raw in raws]
-    out: dict[str, Any] = {"cells_v": cells, **cell_id_extremes(cells)}
+    out: dict[str, Any] = {"cells_v": cells, **cell_extremes(cells)}
     for key in ("cell_min_id", "cell_max_id"):
         out[key] = str(numbers[int(out[key]) - 1])  # the cell's number, not its list position
     return out
@@ -852,14 +853,10 @@ class JkPbProtocol(BmsProtocol):
 
     def answer(self, request: bytes, source: StateSource) -> list[bytes]:
         request = bytes(request)
-        if len(request) < 4 or not modbus_crc_ok(request):
+        addressed = modbus_addressed(request, self.addresses, source)
+        if addressed is None:
             return []
-        slave, function = request[0], request[1]
-        if slave not in self.addresses or not 1 <= function <= 0x7F:
-            return []
-        state = source(slave)
-        if state is None:
-            return []
+        slave, function, state = addressed
         if function == WRITE_MULTIPLE:
             block = TRIGGERS.get(request[1:-2])
             if block is None:

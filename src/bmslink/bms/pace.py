@@ -59,14 +59,13 @@ Choices where the sources are silent or disagree:
 from __future__ import annotations
 
 from bmslink.bms.seplos_v2 import (
-    CELL_ITEM,
     CID1_LFP,
     POLL_KEYS,
-    TEMPERATURE_ITEM,
     AsciiBmsProtocol,
     Command,
     Flag,
     Item,
+    ItemHead,
     Level,
     activity_bits,
     alarm_lists,
@@ -74,10 +73,6 @@ from bmslink.bms.seplos_v2 import (
     cells_to_write,
     contract_keys,
     expressible,
-    item_codes,
-    item_warnings,
-    mark_general,
-    need,
     read_bits,
     read_counted,
     read_custom,
@@ -90,7 +85,7 @@ from bmslink.bms.seplos_v2 import (
     write_temperatures,
 )
 from bmslink.rs485.layout import Reader, Word, Writer
-from bmslink.state import ALARM_NAMES, BatteryState
+from bmslink.state import ALARM_NAMES, BatteryState, required
 
 VER = 0x25
 CID1_LI_ION = 0x4F
@@ -189,6 +184,7 @@ FIXED_ITEMS: tuple[Item, ...] = (
     Item("total voltage warning", "low_voltage", "high_voltage", encode=False),
     Item("discharge current warning", None, "high_discharge_current"),
 )
+STATUS_HEAD = ItemHead("bus id", "warning", FIXED_ITEMS)
 #: The status fields after the items, in order.
 STATUS_FIELDS: tuple[tuple[str, str], ...] = (
     ("protection status 1", "u8"),
@@ -264,46 +260,24 @@ EXPRESSIBLE: dict[Level, tuple[str, ...]] = {
 
 def decode_status(info: bytes, offset: float) -> BatteryState:
     r = Reader(info, STATUS_INFO)
-    r.u8("data flag")
-    r.u8("bus id")
-    cells = read_counted(r, "cell count", "u8", "cell warning")
-    temps = read_counted(r, "temperature count", "u8", "temperature warning")
-    fixed = {item.field: r.u8(item.field) for item in FIXED_ITEMS}
+    item_warnings_seen = STATUS_HEAD.read(r)
     fields = {name: r.number(fmt, name) for name, fmt in STATUS_FIELDS}
     r.done()
     seen = read_flags(fields, FLAGS)
-    warnings = seen["warning"]
-    warnings |= item_warnings(cells, CELL_ITEM) | item_warnings(temps, TEMPERATURE_ITEM)
-    for item in FIXED_ITEMS:
-        warnings |= item_warnings([fixed[item.field]], item)
+    warnings = seen["warning"] | item_warnings_seen
     return BatteryState(**alarm_lists(seen["alarm"], warnings), **read_bits(fields, SWITCHES))
 
 
 def encode_status(state: BatteryState, group: int, offset: float) -> bytes:
-    alarms = list(need(state, "alarms", STATUS_INFO))
+    alarms = list(required(state, "alarms", STATUS_INFO))
     warnings = list(state.warnings or [])
     cells = cells_to_write(state, STATUS_INFO, "Pace")
     temps = temperatures_to_write(state, offset, STATUS_INFO, "MOSFET and environment")
     fields = write_flags(alarms, warnings, FLAGS, STATUS_INFO, "Pace 0x44")
     write_bits(fields, state, SWITCHES, STATUS_INFO)
     activity_bits(fields, state.current_a, ACTIVITY)
-    names = {*alarms, *warnings}
-    fixed = [item.code(names) for item in FIXED_ITEMS]
-    temp_codes = item_codes(temps, TEMPERATURE_ITEM, names)
-    cell_codes = item_codes(cells, CELL_ITEM, names)
-    if "general" in warnings:
-        mark_general([fixed, temp_codes, cell_codes])
     w = Writer(STATUS_INFO)
-    w.u8(0x00, "data flag")
-    w.u8(group, "bus id")
-    w.u8(len(cell_codes), "cell count")
-    for code in cell_codes:
-        w.u8(code, "cell warning")
-    w.u8(len(temp_codes), "temperature count")
-    for code in temp_codes:
-        w.u8(code, "temperature warning")
-    for item, code in zip(FIXED_ITEMS, fixed, strict=True):
-        w.u8(code, item.field)
+    STATUS_HEAD.write(w, group, STATUS_HEAD.codes(cells, temps, alarms, warnings))
     for name, fmt in STATUS_FIELDS:
         w.number(fmt, fields.get(name, 0), name)
     return w.bytes()

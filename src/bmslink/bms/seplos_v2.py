@@ -86,13 +86,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Framer,
     Request,
     StateSource,
-    cell_id_extremes,
     merge,
 )
 from bmslink.bms.framing import AsciiReplyFramer
@@ -100,7 +100,7 @@ from bmslink.errors import DecodeError, EncodeError
 from bmslink.rs485.frame import AsciiFrame, AsciiFramer, FrameError, parse_frame
 from bmslink.rs485.layout import Reader, Word, Writer
 from bmslink.scaling import decimal_places, round_raw
-from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState
+from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState, required
 
 # =================================================================================================
 # Shared with pace.py: the ASCII BMS machinery
@@ -190,6 +190,57 @@ def mark_general(groups: Sequence[list[int]]) -> None:
 
 def item_warnings(codes: Iterable[int], item: Item) -> set[str]:
     return {name for code in codes if (name := item.name(code)) is not None}
+
+
+@dataclass(frozen=True)
+class ItemHead:
+    """How a 0x44 answer opens: data flag, group byte, then counted cell and temperature item
+    bytes and the fixed items (current, voltage...). Seplos V2 and Pace differ only in names."""
+
+    group: str  # "command group" / "bus id"
+    kind: str  # "alarm" / "warning": what the item bytes are called
+    fixed: tuple[Item, ...]
+
+    def read(self, r: Reader) -> set[str]:
+        """Read the head; the warnings its item bytes report."""
+        r.u8("data flag")
+        r.u8(self.group)
+        cells = read_counted(r, "cell count", "u8", f"cell {self.kind}")
+        temps = read_counted(r, "temperature count", "u8", f"temperature {self.kind}")
+        fixed = [r.u8(item.field) for item in self.fixed]
+        warnings = item_warnings(cells, CELL_ITEM) | item_warnings(temps, TEMPERATURE_ITEM)
+        for item, code in zip(self.fixed, fixed, strict=True):
+            warnings |= item_warnings([code], item)
+        return warnings
+
+    def codes(
+        self,
+        cells: Sequence[float],
+        temps: Sequence[float | None],
+        alarms: Sequence[str],
+        warnings: Sequence[str],
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Cell, temperature and fixed item codes; a ``general`` warning as F0 where it fits."""
+        names = {*alarms, *warnings}
+        fixed = [item.code(names) for item in self.fixed]
+        temp_codes = item_codes(temps, TEMPERATURE_ITEM, names)
+        cell_codes = item_codes(cells, CELL_ITEM, names)
+        if "general" in warnings:
+            mark_general([fixed, temp_codes, cell_codes])
+        return cell_codes, temp_codes, fixed
+
+    def write(self, w: Writer, group: int, codes: tuple[list[int], list[int], list[int]]) -> None:
+        cell_codes, temp_codes, fixed = codes
+        w.u8(0x00, "data flag")
+        w.u8(group, self.group)
+        w.u8(len(cell_codes), "cell count")
+        for code in cell_codes:
+            w.u8(code, f"cell {self.kind}")
+        w.u8(len(temp_codes), "temperature count")
+        for code in temp_codes:
+            w.u8(code, f"temperature {self.kind}")
+        for item, code in zip(self.fixed, fixed, strict=True):
+            w.u8(code, item.field)
 
 
 # -- bit fields -> alarm names -------------------------------------------------------------------
@@ -322,13 +373,6 @@ POLL_KEYS: frozenset[str] = frozenset(
 # -- payload helpers -----------------------------------------------------------------------------
 
 
-def need(state: BatteryState, key: str, what: str) -> Any:
-    value = getattr(state, key)
-    if value is None:
-        raise EncodeError(f"{what}: {key} is missing")
-    return value
-
-
 def read_counted(r: Reader, count_field: str, fmt: str, item: str) -> list[int]:
     """A count byte followed by that many numbers (cells, sensors, their state bytes)."""
     count = r.u8(count_field)
@@ -356,7 +400,7 @@ def contract_keys(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cells_to_write(state: BatteryState, what: str, protocol: str) -> list[float]:
-    cells = need(state, "cells_v", what)
+    cells = required(state, "cells_v", what)
     if not 1 <= len(cells) <= MAX_CELLS:
         raise EncodeError(
             f"{what}: cells_v: {protocol} carries 1..{MAX_CELLS} cells, got {len(cells)}"
@@ -421,7 +465,7 @@ def temperatures_to_write(
     state: BatteryState, offset: float, what: str, board: str
 ) -> list[float | None]:
     """The 6 sensors a pack sends: up to 4 cell sensors (the rest absent), then ``board``."""
-    temps = need(state, "temperatures_c", what)
+    temps = required(state, "temperatures_c", what)
     if 1 <= len(temps) <= CELL_SENSORS:
         values: list[float | None] = [*temps, *[None] * (CELL_SENSORS + 2 - len(temps))]
     elif len(temps) == CELL_SENSORS + 2:
@@ -446,7 +490,7 @@ def write_temperatures(w: Writer, values: Sequence[float | None], offset: float)
 
 def analog_state(cells: Sequence[int], temps: Sequence[int], offset: float) -> dict[str, Any]:
     volts = [mv / 1000 for mv in cells]
-    out: dict[str, Any] = {**temperature_keys(temps, offset), **cell_id_extremes(volts)}
+    out: dict[str, Any] = {**temperature_keys(temps, offset), **cell_extremes(volts)}
     if volts:
         out["cells_v"] = volts
     return out
@@ -815,6 +859,7 @@ FIXED_ITEMS: tuple[Item, ...] = (
     Item("current alarm", "high_discharge_current", "high_charge_current"),
     Item("total voltage alarm", "low_voltage", "high_voltage", encode=False),
 )
+ALARM_HEAD = ItemHead("command group", "alarm", FIXED_ITEMS)
 
 _E1, _E2, _E3, _E4, _E5, _E6 = (f"alarm event {n}" for n in range(1, 7))
 
@@ -901,11 +946,7 @@ EXPRESSIBLE: dict[Level, tuple[str, ...]] = {
 
 def decode_telesignalling(info: bytes, offset: float) -> BatteryState:
     r = Reader(info, ALARM)
-    r.u8("data flag")
-    r.u8("command group")
-    cells = read_counted(r, "cell count", "u8", "cell alarm")
-    temps = read_counted(r, "temperature count", "u8", "temperature alarm")
-    fixed = {item.field: r.u8(item.field) for item in FIXED_ITEMS}
+    item_warnings_seen = ALARM_HEAD.read(r)
     count = r.u8("bit-field count")
     if count < BIT_FIELDS_REQUIRED:
         raise DecodeError(
@@ -916,45 +957,25 @@ def decode_telesignalling(info: bytes, offset: float) -> BatteryState:
     fields = {name: r.u8(name) for name in names}
     r.done()
     seen = read_flags(fields, FLAGS)
-    warnings = seen["warning"]
-    warnings |= item_warnings(cells, CELL_ITEM) | item_warnings(temps, TEMPERATURE_ITEM)
-    for item in FIXED_ITEMS:
-        warnings |= item_warnings([fixed[item.field]], item)
+    warnings = seen["warning"] | item_warnings_seen
     return BatteryState(**alarm_lists(seen["alarm"], warnings), **read_bits(fields, SWITCHES))
 
 
 def encode_telesignalling(state: BatteryState, group: int, offset: float) -> bytes:
-    alarms = list(need(state, "alarms", ALARM))
+    alarms = list(required(state, "alarms", ALARM))
     warnings = list(state.warnings or [])
     cells = cells_to_write(state, ALARM, "Seplos V2")
     temps = temperatures_to_write(state, offset, ALARM, "environment and power")
     fields = write_flags(alarms, warnings, FLAGS, ALARM, "Seplos V2 0x44")
     write_bits(fields, state, SWITCHES, ALARM)
     activity_bits(fields, state.current_a, ACTIVITY)
-    names = {*alarms, *warnings}
-    fixed = [item.code(names) for item in FIXED_ITEMS]
-    temp_codes = item_codes(temps, TEMPERATURE_ITEM, names)
-    cell_codes = item_codes(cells, CELL_ITEM, names)
-    if "general" in warnings:
-        mark_general([fixed, temp_codes, cell_codes])
     w = Writer(ALARM)
-    w.u8(0x00, "data flag")
-    w.u8(group, "command group")
-    w.u8(len(cell_codes), "cell count")
-    for code in cell_codes:
-        w.u8(code, "cell alarm")
-    w.u8(len(temp_codes), "temperature count")
-    for code in temp_codes:
-        w.u8(code, "temperature alarm")
-    for item, code in zip(FIXED_ITEMS, fixed, strict=True):
-        w.u8(code, item.field)
+    ALARM_HEAD.write(w, group, ALARM_HEAD.codes(cells, temps, alarms, warnings))
     w.u8(len(BIT_FIELDS), "bit-field count")
     for name in BIT_FIELDS:
         w.u8(fields.get(name, 0), name)
     return w.bytes()
 
-
-# -- 0x51 vendor info ----------------------------------------------------------------------------
 
 VENDOR = "0x51 vendor info"
 DEVICE_NAME_SIZE = 10

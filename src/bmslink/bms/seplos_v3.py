@@ -40,15 +40,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from bmslink.bank import cell_extremes
 from bmslink.bms.base import (
     BmsProtocol,
     Conversation,
     Framer,
     Request,
     StateSource,
-    cell_id_extremes,
+    modbus_addressed,
 )
-from bmslink.bms.framing import modbus_crc_ok, modbus_reply_framer, modbus_request_framer
+from bmslink.bms.framing import modbus_reply_framer, modbus_request_framer
 from bmslink.bms.modbus_rtu import EXCEPTION_NAMES as MODBUS_EXCEPTION_NAMES
 from bmslink.bms.modbus_rtu import (
     ModbusException,
@@ -824,7 +825,7 @@ class SeplosV3Protocol(BmsProtocol):
         values = {k: getattr(state, k) for k in FIELD_NAMES if getattr(state, k) is not None}
         if pia is None:
             values = {k: v for k, v in values.items() if k not in PIA_KEYS}
-        for key, value in cell_id_extremes(state.cells_v or []).items():
+        for key, value in cell_extremes(state.cells_v or []).items():
             values.setdefault(key, value)
         return BatteryState(**values)
 
@@ -835,14 +836,10 @@ class SeplosV3Protocol(BmsProtocol):
 
     def answer(self, request: bytes, source: StateSource) -> list[bytes]:
         request = bytes(request)
-        if len(request) < 4 or not modbus_crc_ok(request):
+        addressed = modbus_addressed(request, self.addresses, source)
+        if addressed is None:
             return []
-        slave, function = request[0], request[1]
-        if slave not in self.addresses or not 1 <= function <= 0x7F:
-            return []
-        state = source(slave)
-        if state is None:
-            return []
+        slave, function, state = addressed
         if function not in (READ_COILS, READ_INPUT_REGISTERS):
             return [build_exception_reply(slave, function, 0x01)]
         try:

@@ -31,7 +31,7 @@ from bmslink.bank import bank_of, cell_extremes, with_cell_extremes
 from bmslink.errors import DecodeError, EncodeError
 from bmslink.rs485.frame import AsciiFrame, Rtn, rtn_text
 from bmslink.rs485.layout import Reader, Word, Writer
-from bmslink.state import BatteryState
+from bmslink.state import BatteryState, required
 
 VER = 0x20  # what US2000/US3000 answer
 CID1_BATTERY = 0x46
@@ -272,13 +272,6 @@ def _cell_temperatures(temps: Sequence[float]) -> list[float]:
     return list(temps[1:5])
 
 
-def _need(state: BatteryState, key: str, what: str) -> Any:
-    value = getattr(state, key)
-    if value is None:
-        raise EncodeError(f"{what}: {key} is missing")
-    return value
-
-
 # -- 0x42 analog values ------------------------------------------------------------------------
 
 
@@ -355,19 +348,19 @@ def _write_module(w: Writer, state: BatteryState, n: int) -> None:
     w.u8(len(temps), "temperature count")
     for t in temps:
         w.number("s16", TEMPERATURE.to_raw(t, where), "temperature")
-    w.word(Word("current_a", "s16", 0.1), _need(state, "current_a", where))
-    w.word(Word("voltage_v", "u16", _MV), _need(state, "voltage_v", where))
-    capacity = _need(state, "capacity_ah", where)
+    w.word(Word("current_a", "s16", 0.1), required(state, "current_a", where))
+    w.word(Word("voltage_v", "u16", _MV), required(state, "voltage_v", where))
+    capacity = required(state, "capacity_ah", where)
     remaining = state.remaining_ah
     if remaining is None:
-        soc = _need(state, "soc_pct", where + " (remaining_ah or soc_pct)")
+        soc = required(state, "soc_pct", where + " (remaining_ah or soc_pct)")
         remaining = capacity * soc / 100
     big = max(capacity, remaining) > U16_CAPACITY_AH
     w.number("u16", 0xFFFF if big else round(remaining * 1000), "remaining capacity")
     w.u8(4 if big else 2, "user-defined item count")
     w.number("u16", 0xFFFF if big else round(capacity * 1000), "total capacity")
     # no "unknown" value exists for the cycle count: a state without one is refused
-    w.word(Word("cycles", "u16", integer=True), _need(state, "cycles", where))
+    w.word(Word("cycles", "u16", integer=True), required(state, "cycles", where))
     if big:
         w.word(Word("remaining capacity 2", "u24", _MV), remaining)
         w.word(Word("total capacity 2", "u24", _MV), capacity)
@@ -431,7 +424,7 @@ def _extreme_index(values: Sequence[float], high: bool) -> int:
 def encode_alarm(state: BatteryState, command_value: int) -> bytes:
     """0x44 answer from a state's alarms, warnings and enable flags."""
     where = "0x44 alarm info"
-    alarms = _need(state, "alarms", where)
+    alarms = required(state, "alarms", where)
     warnings = state.warnings or []
     cells = state.cells_v or []
     temps = state.temperatures_c or ([state.temperature_c] if state.temperature_c else [])
@@ -520,7 +513,7 @@ def _encode_management(state: BatteryState, command: Command, command_value: int
     if command_value is not None:
         w.u8(command_value, "command value")
     for key in ("charge_enable", "discharge_enable"):
-        _need(state, key, where)
+        required(state, key, where)
     w.words(words, {wd.key: getattr(state, wd.key) for wd in words})
     status = 0
     written: set[str] = set()
@@ -729,7 +722,7 @@ def decode_system_alarm(info: bytes) -> BatteryState:
 
 
 def encode_system_alarm(state: BatteryState) -> bytes:
-    alarms = _need(state, "alarms", "0x62 system alarm/protection")
+    alarms = required(state, "alarms", "0x62 system alarm/protection")
     raw = [0, 0, 0, 0]
     for names, protection in ((state.warnings or [], False), (alarms, True)):
         for name in names:
@@ -894,7 +887,7 @@ class Answerer:
         if command == Command.MANAGEMENT:
             return _encode_management(first, Command.MANAGEMENT, value)
         if command == Command.SERIAL_NUMBER:
-            return encode_serial(_need(first, "serial", "0x93 serial number"), value)
+            return encode_serial(required(first, "serial", "0x93 serial number"), value)
         if command == Command.SOFTWARE_VERSION:
             return encode_software_version(self.identity, value)
         if command == Command.SYSTEM_BASIC:
