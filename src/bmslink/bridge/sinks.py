@@ -58,23 +58,51 @@ class CanSink:
         self.bus.shutdown()
 
 
-class _Latest:
-    """The state a polled sink answers with; None = silence."""
+class _PolledSink:
+    """What the two polled sinks share: the state they answer with, and the inverter's polls
+    as its keep-alive.
 
-    def __init__(self) -> None:
-        self.state: BatteryState | None = None
+    The state is answered from another thread (the RS485 server) or the pymodbus server, so
+    it carries its own expiry: if the bridge stops pushing (its loop stalled), the sink falls
+    silent after ``stale_after_s`` instead of answering with old values, as BatteryRole does.
+    """
+
+    def __init__(self, clock: Clock, inverter_timeout_s: float, stale_after_s: float) -> None:
+        self.clock = clock
+        self.inverter_timeout_s = inverter_timeout_s
+        self.stale_after_s = stale_after_s
+        self._state: BatteryState | None = None
+        self._state_at = float("-inf")
         self._lock = threading.Lock()
+        self._requests_seen = 0
+        self._last_request = float("-inf")
 
-    def set(self, state: BatteryState | None) -> None:
+    def update(self, state: BatteryState | None, reason: str) -> None:
         with self._lock:
-            self.state = state
+            self._state, self._state_at = state, self.clock.now()
 
-    def get(self) -> BatteryState | None:
+    def latest(self) -> BatteryState | None:
+        """The state to answer with now; None (silence) once it is older than stale_after_s."""
         with self._lock:
-            return self.state
+            if self.clock.now() - self._state_at > self.stale_after_s:
+                return None
+            return self._state
+
+    def _requests(self) -> int:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        requests = self._requests()
+        if requests != self._requests_seen:
+            self._requests_seen = requests
+            self._last_request = self.clock.now()
+
+    @property
+    def inverter_online(self) -> bool:
+        return self.clock.now() - self._last_request <= self.inverter_timeout_s
 
 
-class PylontechRs485Sink:
+class PylontechRs485Sink(_PolledSink):
     """Answers a Pylontech RS485 inverter's polls with the bank as one battery at ``address``."""
 
     def __init__(
@@ -86,14 +114,13 @@ class PylontechRs485Sink:
         address: int = 2,
         baudrate: int = 9600,
         inverter_timeout_s: float = 10.0,
+        stale_after_s: float = 10.0,
     ) -> None:
+        super().__init__(clock, inverter_timeout_s, stale_after_s)
         self.name = f"pylontech-rs485:{port}"
-        self._latest = _Latest()
-        self.clock = clock
-        self.inverter_timeout_s = inverter_timeout_s
         self.responder = PylonResponder(
             [address],
-            lambda adr: self._latest.get() if adr == address else None,
+            lambda adr: self.latest() if adr == address else None,
             clock=clock,
             hardware=hardware,
         )
@@ -101,8 +128,6 @@ class PylontechRs485Sink:
         self.server = PylonSerialServer(self.link, self.responder)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._requests_seen = 0
-        self._last_request = float("-inf")
 
     def start(self) -> None:
         self.link.open()
@@ -111,18 +136,8 @@ class PylontechRs485Sink:
         )
         self._thread.start()
 
-    def update(self, state: BatteryState | None, reason: str) -> None:
-        self._latest.set(state)
-
-    def poll(self) -> None:
-        requests = self.responder.requests
-        if requests != self._requests_seen:
-            self._requests_seen = requests
-            self._last_request = self.clock.now()
-
-    @property
-    def inverter_online(self) -> bool:
-        return self.clock.now() - self._last_request <= self.inverter_timeout_s
+    def _requests(self) -> int:
+        return self.responder.requests
 
     def close(self) -> None:
         self._stop.set()
@@ -131,7 +146,7 @@ class PylontechRs485Sink:
         self.link.close()
 
 
-class ModbusSink:
+class ModbusSink(_PolledSink):
     """Serves the bank as a Seplos V3 pack (Modbus RTU slave ``slave``) to a polling host."""
 
     def __init__(
@@ -143,36 +158,23 @@ class ModbusSink:
         slave: int = 1,
         baudrate: int = 19200,
         inverter_timeout_s: float = 10.0,
+        stale_after_s: float = 10.0,
     ) -> None:
+        super().__init__(clock, inverter_timeout_s, stale_after_s)
         self.name = f"modbus:{port}"
-        self.clock = clock
-        self.inverter_timeout_s = inverter_timeout_s
-        self._latest = _Latest()
         self.battery = ModbusBattery(
             port,
             [slave],
-            lambda s: self._latest.get() if s == slave else None,
+            lambda s: self.latest() if s == slave else None,
             baudrate=baudrate,
             hardware=hardware,
         )
-        self._requests_seen = 0
-        self._last_request = float("-inf")
 
     async def start(self) -> None:
         await self.battery.start()
 
-    def update(self, state: BatteryState | None, reason: str) -> None:
-        self._latest.set(state)
-
-    def poll(self) -> None:
-        requests = sum(self.battery.server.stats.requests.values())
-        if requests != self._requests_seen:
-            self._requests_seen = requests
-            self._last_request = self.clock.now()
-
-    @property
-    def inverter_online(self) -> bool:
-        return self.clock.now() - self._last_request <= self.inverter_timeout_s
+    def _requests(self) -> int:
+        return sum(self.battery.server.stats.requests.values())
 
     async def stop(self) -> None:
         await self.battery.stop()
