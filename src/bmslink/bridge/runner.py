@@ -31,9 +31,8 @@ from bmslink.bridge.sinks import CanSink, ModbusSink, PylontechRs485Sink
 from bmslink.clock import Clock, MonotonicClock
 from bmslink.links.serial_port import SerialLink
 from bmslink.profiles import get_profile
-from bmslink.sim.bms_device import SimulatedBmsDevice
+from bmslink.sim.bms_device import SimulatedBmsDevice, SimulatedPort
 from bmslink.sim.live import LivePacks
-from bmslink.sim.nullmodem import NullModem
 from bmslink.state import BatteryState
 
 
@@ -62,8 +61,7 @@ class BridgeRunner:
         self.sinks: list[Sink] = []
         self._closers: list[Callable[[], None]] = []
         self._modbus: list[ModbusSink] = []
-        self.devices: list[SimulatedBmsDevice] = []
-        self.modems: list[NullModem] = []
+        self.sim_ports: list[SimulatedPort] = []
         self.sources: list[_Source] = []
         self.live: LivePacks | None = None
         try:
@@ -81,6 +79,11 @@ class BridgeRunner:
             link_loss=config.link_loss_settings(),
             sinks=self.sinks,
         )
+
+    @property
+    def devices(self) -> list[SimulatedBmsDevice]:
+        """The simulated BMSs of ``port = "sim"`` sources, in config order (faults are set here)."""
+        return [sim.device for sim in self.sim_ports]
 
     # -- building --------------------------------------------------------------------------------
 
@@ -100,8 +103,6 @@ class BridgeRunner:
             names = dict(b.pack_names())
             port = b.port
             if port == "sim":
-                modem = NullModem()
-                self.modems.append(modem)
                 indexes = {adr: next_sim + i for i, adr in enumerate(names)}
                 next_sim += len(names)
                 live = self.live
@@ -112,10 +113,9 @@ class BridgeRunner:
                 ) -> BatteryState | None:
                     return packs.state(idx[adr]) if adr in idx else None
 
-                device = SimulatedBmsDevice(get_bms(b.type), modem.a_path, source)
-                device.start()
-                self.devices.append(device)
-                port = modem.b_path
+                sim = SimulatedPort(b.type, source)
+                self.sim_ports.append(sim)
+                port = sim.path
             link = SerialLink(port, b.baudrate or protocol.baudrate)
             link.open()
             self._closers.append(link.close)
@@ -206,13 +206,11 @@ class BridgeRunner:
                 await m.stop()
 
     def close(self) -> None:
-        for device in self.devices:
-            device.stop()
         for closer in reversed(self._closers):
             with contextlib.suppress(Exception):
                 closer()
-        for modem in self.modems:
-            modem.close()
+        for sim in self.sim_ports:
+            sim.close()
 
 
 def _open_bus(inv: CanInverter) -> can.BusABC:

@@ -104,9 +104,8 @@ def read_command(
     """Poll a BMS and show its live state; exit 1 if the last poll got no answer."""
     from bmslink.bms.driver import BmsDriver
     from bmslink.links.serial_port import LinkError, SerialLink
-    from bmslink.sim.bms_device import SimulatedBmsDevice
+    from bmslink.sim.bms_device import SimulatedPort
     from bmslink.sim.live import LivePacks
-    from bmslink.sim.nullmodem import NullModem
 
     options = _options(invert_current, kelvin_offset, jk_current)
     try:
@@ -119,18 +118,14 @@ def read_command(
             protocol.check_address(a)
         except ValueError as exc:
             fail(str(exc), code=2)
-    modem: NullModem | None = None
-    device: SimulatedBmsDevice | None = None
+    sim: SimulatedPort | None = None
     if port == "sim":
         from bmslink.clock import MonotonicClock
 
-        modem = NullModem()
         live = LivePacks(len(addresses), MonotonicClock(), speed=60.0)
         index = {a: i for i, a in enumerate(addresses)}
-        device = SimulatedBmsDevice(
-            get_bms(bms_type), modem.a_path, lambda a: live.state(index[a]) if a in index else None
-        ).start()
-        port = modem.b_path
+        sim = SimulatedPort(bms_type, lambda a: live.state(index[a]) if a in index else None)
+        port = sim.path
     link = SerialLink(port, baud or protocol.baudrate)
     ok = True
     try:
@@ -157,10 +152,8 @@ def read_command(
         pass
     finally:
         link.close()
-        if device is not None:
-            device.stop()
-        if modem is not None:
-            modem.close()
+        if sim is not None:
+            sim.close()
     if not ok:
         raise typer.Exit(1)
 

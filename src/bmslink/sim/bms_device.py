@@ -17,8 +17,10 @@ import threading
 from dataclasses import dataclass
 
 from bmslink.bms.base import BmsProtocol, StateSource
+from bmslink.bms.registry import get_bms
 from bmslink.errors import EncodeError
 from bmslink.links.serial_port import SerialLink
+from bmslink.sim.nullmodem import NullModem
 
 
 @dataclass
@@ -121,3 +123,33 @@ class SimulatedBmsDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SimulatedPort:
+    """A simulated BMS of ``bms_type`` on a fresh PTY pair; ``path`` is the end a driver opens.
+
+    What ``bms read --port sim``, a bridge's ``port = "sim"`` and ``demo --bms`` stand in for
+    a BMS on ``/dev/ttyUSB0`` with.
+    """
+
+    def __init__(self, bms_type: str, source: StateSource) -> None:
+        self.modem = NullModem()
+        try:
+            self.device = SimulatedBmsDevice(get_bms(bms_type), self.modem.a_path, source).start()
+        except BaseException:
+            self.modem.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        return self.modem.b_path
+
+    def close(self) -> None:
+        self.device.stop()
+        self.modem.close()
+
+    def __enter__(self) -> SimulatedPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -368,22 +368,17 @@ class SerialPath:
         from bmslink.bridge.aggregate import BankSettings, PackSettings
         from bmslink.bridge.core import Bridge
         from bmslink.links.serial_port import SerialLink
-        from bmslink.sim.bms_device import SimulatedBmsDevice
-        from bmslink.sim.nullmodem import NullModem
+        from bmslink.sim.bms_device import SimulatedPort
 
         self.chain = chain
         protocol = get_bms(bms_type)
-        self.modem = NullModem()
         address = protocol.default_address
-        self.device = SimulatedBmsDevice(
-            get_bms(bms_type),
-            self.modem.a_path,
-            lambda adr: chain.bms.state() if adr == address else None,
-        )
         # The device answers in its own thread while this one waits in the driver's poll,
         # so the simulated BMS is never read while the physics moves it.
-        self.device.start()
-        self.link = SerialLink(self.modem.b_path, protocol.baudrate)
+        self.sim = SimulatedPort(
+            bms_type, lambda adr: chain.bms.state() if adr == address else None
+        )
+        self.link = SerialLink(self.sim.path, protocol.baudrate)
         self.link.open()
         self.driver = BmsDriver(protocol, self.link, [address], timeout_s=0.5, retries=2)
         bms = chain.bms.settings
@@ -414,5 +409,4 @@ class SerialPath:
 
     def close(self) -> None:
         self.link.close()
-        self.device.stop()
-        self.modem.close()
+        self.sim.close()
