@@ -38,6 +38,10 @@ from bmslink.state import ALARM_NAMES, BatteryState
 
 Phase = Literal["waiting", "normal", "derated", "safe", "lost"]
 
+#: An unchanged result is pushed to the sinks again this often (s): their staleness timers
+#: (10 s by default) must never see a working bridge as stalled.
+REPUSH_S = 1.0
+
 
 @dataclass(frozen=True)
 class LinkLossSettings:
@@ -163,6 +167,8 @@ class Bridge:
         self._inverter_online: dict[str, bool | None] = {}
         self.readings = 0
         self.pushes = 0
+        self._last_refresh = float("-inf")
+        self._last_push = float("-inf")
 
     # -- in --------------------------------------------------------------------------------------
 
@@ -172,7 +178,7 @@ class Bridge:
             raise KeyError(f"unknown pack {pack!r}")
         self.readings += 1
         self._latest[pack] = _Latest(state, error, self.clock.now())
-        self.refresh()
+        self.refresh(new_reading=True)
 
     # -- out -------------------------------------------------------------------------------------
 
@@ -188,9 +194,15 @@ class Bridge:
                 out.append(PackReading(p, latest.state, latest.error))
         return out
 
-    def refresh(self) -> Output:
-        """Recompute the bank and the phase, and push the result to every sink."""
+    def refresh(self, *, new_reading: bool = False) -> Output:
+        """Recompute the bank and the phase, and push the result to every sink.
+
+        A result that cannot differ from the last one pushed (no new reading, the same
+        phase and packs) is pushed again only every ``REPUSH_S``: often enough to keep the
+        sinks' staleness timers fed, without re-encoding an unchanged round four times a second.
+        """
         now = self.clock.now()
+        combined_before = self.bank.combined
         self.bank = aggregate(self.pack_readings(), self.bank_settings)
         state = self.bank.state
         self.clamped = []
@@ -204,11 +216,19 @@ class Bridge:
                 if note not in self._notes:
                     self._event("pack_note", note)
             self._notes = list(self.bank.notes)
+        changed = (
+            new_reading
+            or output.phase != self.output.phase
+            or self.bank.combined != combined_before
+            or now - self._last_push >= REPUSH_S
+        )
         self.output = output
         self._last_refresh = now
-        for sink in self.sinks:
-            sink.update(output.state, output.reason)
-        self.pushes += 1
+        if changed:
+            for sink in self.sinks:
+                sink.update(output.state, output.reason)
+            self.pushes += 1
+            self._last_push = now
         return output
 
     def tick(self) -> None:
@@ -224,8 +244,6 @@ class Bridge:
             kind = "inverter_keepalive_seen" if online else "inverter_keepalive_lost"
             self._event(kind, sink.name)
             self._inverter_online[sink.name] = online
-
-    _last_refresh = float("-inf")
 
     def refresh_if_due(self, every_s: float = 0.25) -> None:
         now = self.clock.now()

@@ -60,7 +60,9 @@ class SimulatedBmsDevice:
         self.source = source
         self.faults = faults or DeviceFaults()
         self.stats = DeviceStats()
-        self.link = SerialLink(port, baudrate or protocol.baudrate, read_timeout_s=0.01)
+        # A read returns as soon as a byte arrives; the timeout only paces an idle loop
+        # (and how long stop() waits), so it can be long without delaying any answer.
+        self.link = SerialLink(port, baudrate or protocol.baudrate, read_timeout_s=0.1)
         self._framer = protocol.request_framer()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
