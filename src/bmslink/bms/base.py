@@ -18,6 +18,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple, Protocol
 
+from bmslink.bms.framing import modbus_crc_ok
+from bmslink.bms.modbus_rtu import frame_from_hex
 from bmslink.errors import DecodeError
 from bmslink.state import FIELD_NAMES, BatteryState
 
@@ -154,8 +156,6 @@ class AddressedRequest(NamedTuple):
 def modbus_addressed(request: bytes, slaves: range, source: StateSource) -> AddressedRequest | None:
     """A Modbus request a simulated device must answer: CRC right, one of its ``slaves``, a
     request function, and a state to answer from. None: silence, as a real slave keeps."""
-    from bmslink.bms.framing import modbus_crc_ok
-
     if len(request) < 4 or not modbus_crc_ok(request):
         return None
     slave, function = request[0], request[1]
@@ -182,8 +182,6 @@ def hex_frames(texts: Sequence[str]) -> list[bytes]:
     A text starting with ``~`` is an ASCII frame (Seplos V2, Pace) taken as it is,
     with a literal ``\\r`` or a missing end completed to the carriage return.
     """
-    from bmslink.bms.modbus_rtu import frame_from_hex
-
     frames = []
     for i, text in enumerate(texts, 1):
         stripped = text.strip()

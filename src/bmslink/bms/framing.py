@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bmslink.bms.modbus_rtu import crc16_modbus
 from bmslink.errors import DecodeError
 from bmslink.rs485.frame import AsciiFramer, parse_frame
 
@@ -82,10 +83,6 @@ class HuntingFramer:
         """Forget a partial frame (before a new request: a late half-answer is not the reply)."""
         self._buf.clear()
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
 
 class AsciiReplyFramer:
     """``~ ... \\r`` frames whose CHKSUM and LENGTH are right (Seplos V2, Pace)."""
@@ -150,8 +147,6 @@ def modbus_request_length(head: bytes) -> int | None:
 
 def modbus_crc_ok(frame: bytes) -> bool:
     """The CRC-16/MODBUS in the last two bytes (low byte first) matches the rest."""
-    from bmslink.bms.modbus_rtu import crc16_modbus
-
     return len(frame) >= 4 and crc16_modbus(frame[:-2]) == int.from_bytes(frame[-2:], "little")
 
 

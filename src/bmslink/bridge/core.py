@@ -165,8 +165,6 @@ class Bridge:
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self._notes: list[str] = []
         self._inverter_online: dict[str, bool | None] = {}
-        self.readings = 0
-        self.pushes = 0
         self._last_refresh = float("-inf")
         self._last_push = float("-inf")
 
@@ -176,7 +174,6 @@ class Bridge:
         """A pack's poll result; the bank is recomputed and pushed at once."""
         if pack not in self._latest:
             raise KeyError(f"unknown pack {pack!r}")
-        self.readings += 1
         self._latest[pack] = _Latest(state, error, self.clock.now())
         self.refresh(new_reading=True)
 
@@ -227,7 +224,6 @@ class Bridge:
         if changed:
             for sink in self.sinks:
                 sink.update(output.state, output.reason)
-            self.pushes += 1
             self._last_push = now
         return output
 

@@ -116,6 +116,8 @@ class BridgeRunner:
                 sim = SimulatedPort(b.type, source)
                 self.sim_ports.append(sim)
                 port = sim.path
+            # The drivers wait on real serial I/O, so their timeouts run on the real clock
+            # whatever clock the bridge's own timing is given (a ManualClock in tests).
             link = SerialLink(port, b.baudrate or protocol.baudrate)
             link.open()
             self._closers.append(link.close)

@@ -13,10 +13,14 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from bmslink.cli.common import fail
+
+if TYPE_CHECKING:  # the bridge (python-can, pymodbus) loads only when the command runs
+    from bmslink.bridge.runner import BridgeRunner
 
 INVERTER_HELP = (
     "PROFILE:INTERFACE:CHANNEL for CAN (pylontech:socketcan:can0), "
@@ -146,11 +150,8 @@ def bridge_command(
         runner.close()
 
 
-def status_line(runner: object, now: float, as_json: bool) -> str:
+def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
     """One line: phase, bank values, packs and sinks."""
-    from bmslink.bridge.runner import BridgeRunner
-
-    assert isinstance(runner, BridgeRunner)
     bridge = runner.bridge
     out = bridge.output
     state = out.state
