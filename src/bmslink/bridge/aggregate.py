@@ -129,7 +129,7 @@ def aggregate(readings: Sequence[PackReading], bank: BankSettings) -> Bank:
     for r in readings:
         name, state = r.settings.name, r.state
         if state is None:
-            notes.append(f"{name} lost: {r.error or 'no answer'}")
+            notes.append(f"{name} lost: {r.error}" if r.error else f"{name} has not answered yet")
         elif state.voltage_v is None:
             notes.append(f"{name} left out: it reports no voltage")
         elif state.cells_v is not None and len(state.cells_v) != bank.series_cells:

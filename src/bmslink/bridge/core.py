@@ -157,7 +157,7 @@ class Bridge:
         self.link_loss = LinkLoss(link_loss or LinkLossSettings())
         self.sinks = list(sinks)
         self._latest: dict[str, _Latest] = {
-            p.name: _Latest(None, "no answer yet", float("-inf")) for p in packs
+            p.name: _Latest(None, None, float("-inf")) for p in packs
         }
         self.bank: Bank = Bank(None, [])
         self.output = Output("waiting", None, "no BMS has answered yet")
