@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import serial
 
+from bmslink.bms import jbd
 from bmslink.bms.base import IDENTITY_KEYS, BmsProtocol
 from bmslink.bms.driver import BmsDriver, PollResult
 from bmslink.bms.registry import BMS_TYPES, get_bms
@@ -315,6 +316,61 @@ def test_identity_is_remembered_per_connection(make_rig: MakeRig, name: str) -> 
     assert rig.link.opens == 2
     renamed = {k: getattr(rig.served(reopened.address), k) for k in names}
     assert identity(reopened.state) == renamed, "names of the previous connection"
+
+
+#: Types whose first poll of a connection asks for names (the others carry them in every cycle
+#: or have no such request).
+IDENTITY_TYPES = ["jbd", "jk-pb", "seplos", "pace"]
+
+
+def optional_requests(protocol: BmsProtocol, address: int) -> list[bytes]:
+    return [r.data for r in protocol.conversation(address, identity=True) if r.optional]
+
+
+@pytest.mark.parametrize("name", IDENTITY_TYPES)
+def test_a_device_that_ignores_the_identity_request_is_still_read(
+    make_rig: MakeRig, name: str
+) -> None:
+    """JK-PB from firmware 15.36 never answers its about read: the poll must not depend on it."""
+    protocol = get_bms(name)
+    ignored = optional_requests(protocol, protocol.default_address)
+    assert ignored, f"{name} asks for its identity"
+    rig = make_rig(name, names=NAMES, faults=DeviceFaults(overrides={r: [] for r in ignored}))
+    first = rig.poll()
+    assert first.error is None, first.error
+    assert_matches(rig.protocol, first.state, rig.served(first.address))
+    stats = rig.driver.stats
+    assert stats.optional_unanswered == len(ignored) and stats.failed == 0
+    assert len(first.notes) == len(ignored) and all("no answer to" in n for n in first.notes)
+    asked = rig.device.stats.requests
+    second = rig.poll()  # not asked again on this connection: no second wait for silence
+    assert second.error is None, second.error
+    assert rig.device.stats.requests - asked == asked - len(ignored) * (RETRIES + 1)
+    assert second.notes == []
+    assert stats.optional_unanswered == len(ignored)
+
+    rig.faults.overrides.clear()  # a firmware update later, and the port reopens
+    rig.link.close()
+    named = rig.poll()
+    assert named.error is None, named.error
+    assert identity(named.state).items() <= identity(rig.served(named.address)).items()
+    assert identity(named.state), "the names arrive once the device answers"
+
+
+def test_a_refused_identity_request_costs_the_names_not_the_reading(make_rig: MakeRig) -> None:
+    """A JBD that answers 0x05 with the error status: measurements still read, no names."""
+    (model,) = optional_requests(get_bms("jbd"), 0)
+    refusal = jbd.build_reply(jbd.HARDWARE, b"", status=jbd.STATUS_ERROR)
+    rig = make_rig("jbd", names=NAMES, faults=DeviceFaults(overrides={model: [refusal]}))
+    result = rig.poll()
+    assert result.error is None, result.error
+    assert_matches(rig.protocol, result.state, rig.served(result.address))
+    assert result.state is not None and result.state.hardware is None
+    assert rig.driver.stats.optional_refused == 1 and rig.driver.stats.decode_errors == 0
+    (note,) = result.notes
+    assert "names not read" in note and "0x05" in note and "status 80" in note, note
+    assert rig.poll().error is None
+    assert rig.driver.stats.optional_refused == 1, "asked once per connection"
 
 
 @pytest.mark.parametrize("name", TYPES)

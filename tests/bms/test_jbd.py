@@ -132,11 +132,12 @@ def test_the_poll_cycle_reads_basic_info_then_cells_and_the_model_once():
     assert [r.reply_prefix for r in cycle] == [b"\xdd\x03", b"\xdd\x04"]
     first = list(PROTOCOL.conversation(0, identity=True))
     assert [r.data for r in first] == [
-        bytes.fromhex("DD A5 05 00 FF FB 77"),
         bytes.fromhex("DD A5 03 00 FF FD 77"),
         bytes.fromhex("DD A5 04 00 FF FC 77"),
+        bytes.fromhex("DD A5 05 00 FF FB 77"),
     ]
-    assert first[0].what == "0x05 hardware version"
+    assert first[2].what == "0x05 hardware version"
+    assert [r.optional for r in first] == [False, False, True], "the model read is optional"
 
 
 def test_the_protocol_is_registered_with_its_serial_facts():

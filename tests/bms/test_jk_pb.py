@@ -138,13 +138,14 @@ def test_poll_cycle_requests_cover_the_live_block_and_the_about_block():
     conversation = PROTOCOL.conversation(3, identity=True)
     requests = list(conversation)
     assert [r.data for r in requests] == [
-        with_crc(bytes.fromhex("03 03 14 00 00 2E")),  # about: bytes 0..91
         with_crc(bytes.fromhex("03 03 12 00 00 40")),  # live: bytes 0..127
         with_crc(bytes.fromhex("03 03 12 80 00 40")),  # live: bytes 128..255 (T5 at 252)
+        with_crc(bytes.fromhex("03 03 14 00 00 2E")),  # about: bytes 0..91
     ]
     assert all(r.reply_prefix == b"\x03" for r in requests)
+    assert [r.optional for r in requests] == [False, False, True]
     assert [r.data for r in PROTOCOL.conversation(3, identity=False)] == [
-        r.data for r in requests[1:]
+        r.data for r in requests[:2]
     ]
     with pytest.raises(ValueError, match=r"jk-pb: address 0 outside 1\.\.15"):
         next(PROTOCOL.conversation(0, identity=False))

@@ -107,7 +107,9 @@ def test_pace_01_request_is_byte_exact():
     assert requests[0].data == REQ_42
     assert requests[1].data == REQ_44
     assert all(r.reply_prefix == b"~250146" for r in requests)
-    assert [r.data for r in P.conversation(1, identity=True)][:2] == [REQ_C1, REQ_C2]
+    first = list(P.conversation(1, identity=True))
+    assert [r.data for r in first] == [REQ_42, REQ_44, REQ_C1, REQ_C2]
+    assert [r.optional for r in first] == [False, False, True, True]
 
 
 @pytest.mark.parametrize("with_request", [True, False])

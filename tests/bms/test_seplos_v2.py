@@ -93,7 +93,8 @@ def decode_alarm(**kwargs):
 
 def test_sep2_01_poll_requests_are_byte_exact():
     requests = list(P.conversation(0, identity=True))
-    assert [r.data for r in requests] == [REQ_51, REQ_42_ADR0, REQ_44_ADR0]
+    assert [r.data for r in requests] == [REQ_42_ADR0, REQ_44_ADR0, REQ_51]
+    assert [r.optional for r in requests] == [False, False, True]
     assert all(r.reply_prefix == b"~200046" for r in requests)
     assert next(P.conversation(1, identity=False)).data == REQ_42_ADR1
 

@@ -139,3 +139,30 @@ async def test_two_simulated_bmss_in_parallel_reach_the_inverter_and_fail_safe()
         await task
         runner.close()
         inverter_bus.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_bms_that_ignores_its_identity_request_is_bridged_and_noted() -> None:
+    """JK-PB >= 15.36 never answers the about read: the pack is bridged, the event log says why
+    it has no names."""
+    from bmslink.bms.jbd import HARDWARE, read_request
+
+    channel = f"e2e-{next(_channels)}"
+    data = config(channel)
+    data["bms"] = [{**data["bms"][0], "name": "pack1", "type": "jbd"}]  # type: ignore[index]
+    runner = BridgeRunner(validate(data, "test"), sim_speed=0.0)
+    runner.devices[0].faults.overrides[read_request(HARDWARE)] = []
+    inverter_bus = can.Bus(interface="virtual", channel=channel)
+    inverter = InverterRole(inverter_bus, get_profile("pylontech"), runner.clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await wait_for(lambda: inverter.state() is not None, runner, inverter)
+        assert runner.bridge.output.phase == "normal"
+        notes = [e.detail for e in runner.bridge.events if e.kind == "pack_note"]
+        assert any(n.startswith("pack1: no answer to 0x05") for n in notes), notes
+    finally:
+        stop.set()
+        await task
+        runner.close()
+        inverter_bus.shutdown()

@@ -59,6 +59,9 @@ class Request:
     replies: int = 1
     #: A reply frame that does not start with this is not the answer (a stray or late frame).
     reply_prefix: bytes = b""
+    #: Some firmwares never answer it (JK-PB >= 15.36 and its about block): the poll goes on
+    #: without it instead of failing, and the driver does not ask again on this connection.
+    optional: bool = False
 
 
 Conversation = Generator[Request, list[bytes], None]
@@ -114,7 +117,9 @@ class BmsProtocol(ABC):
     @abstractmethod
     def conversation(self, address: int, *, identity: bool) -> Conversation:
         """The requests of one poll cycle; ``identity`` adds the ones for names and versions
-        (asked once per connection)."""
+        (asked once per connection), last and ``optional``: a device that ignores them is
+        still read, and a silent device fails on its first measurement request. An optional
+        request that got no answer is sent back as ``[]``."""
 
     def decode(self, frames: Sequence[bytes]) -> BatteryState:
         """One state merged over ``frames`` (later frames win), after the reading options.

@@ -21,8 +21,9 @@ Poll cycle: 0x90, 0x91, 0x92, 0x93, 0x94, then 0x95 with ceil(cells / 3)
 replies and 0x96 with ceil(sensors / 7) replies (both counts from the 0x94 reply
 just received), then 0x98. 0x97 (balancing) carries no contract key and is not
 asked. ``identity`` adds nothing: the vendor document has no name or version
-command, and 0x50 / 0x57 (below) are serialbattery extras that a board may not
-answer, which would fail every poll.
+command. 0x50 (rated capacity) and 0x57 (battery code) are serialbattery
+extras whose byte layout the reference does not pin down; they would fit as
+optional requests (base.Request.optional) once a capture shows it.
 
 Choices where the sources are silent or disagree:
 

@@ -3,7 +3,10 @@
 The driver owns what the pure protocol modules leave out: the port (through
 ``SerialLink``, which reopens an unplugged adapter), per-request timeouts and
 retries, the bus gap some BMSs need between requests, and remembering the
-identity (names, versions) that is read once per connection. A poll that gets
+identity (names, versions) that is read once per connection. Identity requests
+are optional: a firmware that ignores or refuses them (JK-PB from 15.36 and
+its about block) is read without names, and not asked again until the port
+reopens; it is never locked out. A poll that gets
 no valid answer after its retries yields no state, with the reason: bmslink
 never repeats an old reading as if it were new.
 
@@ -38,6 +41,8 @@ class PollResult:
     error: str | None
     #: Driver clock time when the last reply frame of the cycle was complete.
     read_at: float
+    #: What a user should know about a good poll: an optional request left unanswered.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +55,9 @@ class DriverStats:
     timeouts: int = 0
     decode_errors: int = 0
     stray_frames: int = 0
+    #: Optional (identity) requests the device did not answer, or answered unreadably.
+    optional_unanswered: int = 0
+    optional_refused: int = 0
     last_error: str | None = None
     by_address_failed: dict[int, int] = field(default_factory=dict)
 
@@ -104,28 +112,47 @@ class BmsDriver:
         known = self._identity.get(address)
         ask_identity = known is None or known[0] != self.link.opens
         conversation = self.protocol.conversation(address, identity=ask_identity)
-        frames: list[bytes] = []
+        needed: list[bytes] = []  # requests and replies the measurements come from
+        optional: list[bytes] = []  # the same for requests a firmware may ignore (identity)
+        notes: list[str] = []
         try:
             request = next(conversation)
             while True:
                 replies = self._exchange(request)
                 if replies is None:
-                    conversation.close()
-                    return self._failed(address, self._silence(request))
-                frames.append(request.data)
-                frames += replies
+                    if not request.optional:
+                        conversation.close()
+                        return self._failed(address, self._silence(request))
+                    self.stats.optional_unanswered += 1
+                    notes.append(f"no answer to {request.what}: read without it")
+                    replies = []
+                else:
+                    (optional if request.optional else needed).extend([request.data, *replies])
                 try:
                     request = conversation.send(replies)
                 except StopIteration:
                     break
             read_at = self.clock.now()
-            state = self.protocol.decode(frames)
+            state = self._decode(needed, optional, notes)
         except DecodeError as exc:
             self.stats.decode_errors += 1
             return self._failed(address, f"{self.protocol.name} address {address}: {exc}")
         state = self._with_identity(address, state, ask_identity)
         self.stats.good += 1
-        return PollResult(address, state, None, read_at)
+        return PollResult(address, state, None, read_at, notes)
+
+    def _decode(self, needed: list[bytes], optional: list[bytes], notes: list[str]) -> BatteryState:
+        """The state of one cycle; an optional reply the protocol cannot read (an error
+        status, a refusal) costs the names, never the measurements."""
+        if not optional:
+            return self.protocol.decode(needed)
+        try:
+            return self.protocol.decode(needed + optional)
+        except DecodeError as exc:
+            state = self.protocol.decode(needed)
+            self.stats.optional_refused += 1
+            notes.append(f"names not read ({exc})")
+            return state
 
     def cycle(self) -> list[PollResult]:
         """Poll every address once, in order."""

@@ -541,12 +541,13 @@ class JbdProtocol(BmsProtocol):
 
     def conversation(self, address: int, *, identity: bool) -> Conversation:
         self.check_address(address)
-        registers = (*self.IDENTITY, *self.POLL) if identity else self.POLL
+        registers = (*self.POLL, *self.IDENTITY) if identity else self.POLL
         for register in registers:
             yield Request(
                 read_request(register),
                 register_name(register),
                 reply_prefix=bytes((START, register)),
+                optional=register in self.IDENTITY,
             )
 
     def _decode(self, frames: Sequence[bytes]) -> BatteryState:

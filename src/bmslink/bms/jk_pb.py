@@ -756,12 +756,12 @@ class JkPbProtocol(BmsProtocol):
 
     def conversation(self, address: int, *, identity: bool) -> Conversation:
         self.check_address(address)
-        reads = ((ABOUT_READ,) if identity else ()) + LIVE_READS
+        reads = LIVE_READS + ((ABOUT_READ,) if identity else ())
         # the slave byte only: an exception reply must reach decode, which names it
         prefix = bytes((address,))
         for block, offset, count, what in reads:
             data = build_read_request(address, READ, block.base + offset, count)
-            yield Request(data, what, reply_prefix=prefix)
+            yield Request(data, what, reply_prefix=prefix, optional=block is ABOUT)
 
     def _decode(self, frames: Sequence[bytes]) -> BatteryState:
         reading = _Reading()

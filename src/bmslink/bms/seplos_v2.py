@@ -614,7 +614,7 @@ class AsciiBmsProtocol(BmsProtocol):
 
     def conversation(self, address: int, *, identity: bool) -> Conversation:
         self.check_address(address)
-        for command in sorted(self.commands, key=lambda c: not c.identity):
+        for command in sorted(self.commands, key=lambda c: c.identity):
             if command.identity and not identity:
                 continue
             info = bytes([address]) if command.per_pack else b""
@@ -623,6 +623,7 @@ class AsciiBmsProtocol(BmsProtocol):
                 data,
                 f"{command.what} (address {address})",
                 reply_prefix=self.reply_prefix(address),
+                optional=command.identity,
             )
 
     def _decode(self, frames: Sequence[bytes]) -> BatteryState:

@@ -177,6 +177,10 @@ class Bridge:
         self._latest[pack] = _Latest(state, error, self.clock.now())
         self.refresh(new_reading=True)
 
+    def on_note(self, pack: str, note: str) -> None:
+        """Something a user should know about a good poll (names a firmware did not send)."""
+        self._event("pack_note", f"{pack}: {note}")
+
     # -- out -------------------------------------------------------------------------------------
 
     def pack_readings(self) -> list[PackReading]:

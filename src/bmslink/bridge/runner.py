@@ -168,7 +168,10 @@ class BridgeRunner:
     # -- running ---------------------------------------------------------------------------------
 
     def on_result(self, source: _Source, result: PollResult) -> None:
-        self.bridge.on_reading(source.names[result.address], result.state, result.error)
+        pack = source.names[result.address]
+        for note in result.notes:
+            self.bridge.on_note(pack, note)
+        self.bridge.on_reading(pack, result.state, result.error)
 
     async def run(
         self,

@@ -139,6 +139,8 @@ def read_command(
             started = time.monotonic()
             for result in driver.cycle():
                 ok = result.state is not None
+                for note in result.notes:
+                    typer.echo(f"address {result.address}: {note}", err=True)
                 if result.state is None:
                     typer.echo(f"address {result.address}: {result.error}", err=True)
                 elif as_json:

@@ -14,7 +14,7 @@ corrupts the checksum of the next few replies.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bmslink.bms.base import BmsProtocol, StateSource
 from bmslink.bms.registry import get_bms
@@ -33,6 +33,9 @@ class DeviceFaults:
     garbage: bytes = b""
     #: Corrupt the last-but-one byte (inside every protocol's checksum) of this many replies.
     corrupt_replies: int = 0
+    #: Requests answered with these frames instead, [] = never answered: a firmware that
+    #: does not know a command (JK-PB >= 15.36 ignores the about read) or refuses it.
+    overrides: dict[bytes, list[bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +96,8 @@ class SimulatedBmsDevice:
     def _answer(self, request: bytes) -> None:
         self.stats.requests += 1
         try:
-            frames = self.protocol.answer(request, self.source)
+            override = self.faults.overrides.get(bytes(request))
+            frames = self.protocol.answer(request, self.source) if override is None else override
         except EncodeError as exc:
             self.stats.encode_errors += 1
             self.stats.last_encode_error = str(exc)
