@@ -267,6 +267,27 @@ def test_corrupt_reply_is_retried(make_rig: MakeRig, name: str) -> None:
     assert rig.driver.stats.good == 1 and rig.driver.stats.failed == 0
 
 
+#: Bytes that read as the start of a frame longer than the reply that follows them: the framer
+#: would wait for the rest forever and hide the reply (Daly's frames are a fixed 13 bytes and
+#: the ASCII types restart at every ``~``, so only these can be fooled).
+FALSE_STARTS = {
+    "jk": b"\x4e\x57\x01\xf0",  # 4E 57, length 0x01F0
+    "jbd": b"\xdd\x03\x00\xff",  # DD, 0x03 reply, status OK, 255 data bytes
+    "jk-pb": b"\x01\x03\xfa",  # slave 1, FC03 reply, 250 bytes
+    "seplos-v3": b"\x01\x03\xfa",
+}
+
+
+@pytest.mark.parametrize("name", list(FALSE_STARTS))
+def test_a_false_frame_start_does_not_hide_the_reply(make_rig: MakeRig, name: str) -> None:
+    rig = make_rig(name, faults=DeviceFaults(garbage=FALSE_STARTS[name]))
+    result = rig.poll()
+    assert result.error is None, result.error
+    assert_matches(rig.protocol, result.state, rig.served(result.address))
+    assert rig.driver.stats.timeouts == 0, "the reply was found on the first try"
+    assert rig.driver.noise_bytes >= len(FALSE_STARTS[name])
+
+
 # -- 4. and 5. a device that stops answering, an adapter that is unplugged -----------------------
 
 

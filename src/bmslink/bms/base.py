@@ -78,7 +78,14 @@ class Framer(Protocol):
     def bad_frames(self) -> int:
         """Candidates dropped for a bad checksum or an impossible length."""
 
+    @property
+    def pending(self) -> int:
+        """Bytes held for a frame not complete yet."""
+
     def feed(self, data: bytes) -> list[bytes]: ...
+
+    def idle(self) -> list[bytes]:
+        """The line has been quiet: give up unfinished candidates, return frames behind them."""
 
     def reset(self) -> None: ...
 

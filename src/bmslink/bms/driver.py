@@ -31,6 +31,10 @@ from bmslink.errors import DecodeError
 from bmslink.links.serial_port import SerialLink
 from bmslink.state import BatteryState
 
+#: Silence after which bytes held for an unfinished frame are not a frame in progress. Many
+#: times a character at 9600 baud, and longer than a USB adapter's 16 ms latency timer.
+IDLE_GAP_S = 0.05
+
 
 @dataclass
 class PollResult:
@@ -207,11 +211,17 @@ class BmsDriver:
         deadline = self.clock.now() + self.timeout_s
         got: list[bytes] = []
         prefix = request.reply_prefix
+        heard = self.clock.now()
         while self.clock.now() < deadline:
             data = self.link.read()
-            if not data:
+            if data:
+                heard = self.clock.now()
+                frames = self._framer.feed(data)
+            elif self._framer.pending and self.clock.now() - heard >= IDLE_GAP_S:
+                frames = self._framer.idle()  # a false start must not hide the reply behind it
+            else:
                 continue
-            for frame in self._framer.feed(data):
+            for frame in frames:
                 if frame.startswith(prefix):
                     got.append(frame)
                 else:

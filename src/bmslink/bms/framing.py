@@ -5,7 +5,11 @@ the port was opened, a reply with a flipped bit. The framer finds a frame
 start, asks the protocol how long the frame is, waits for that many bytes and
 keeps the frame only when its checksum is right. On a bad checksum or an
 impossible length it moves one byte on and hunts again, so a real frame that
-begins inside the broken one is still found.
+begins inside the broken one is still found. A candidate can also look longer
+than it is (a noise byte, then bytes that read as a long Modbus header): it
+would wait for bytes that never come and hide the real reply behind it. So
+when the line goes quiet, ``idle()`` drops an unfinished candidate and hunts on
+through what is buffered, as Modbus RTU itself ends a frame with silence.
 
 Each protocol gives three facts (data, not code): the start bytes, how to read
 the length from a header, and the checksum test. The ASCII protocols (Seplos
@@ -75,6 +79,24 @@ class HuntingFramer:
                 self._skip()
         return out
 
+    def idle(self) -> list[bytes]:
+        """The line went quiet: nothing buffered is a frame in progress any more.
+
+        Frames that start later in the buffer are returned; unfinished candidates
+        are dropped (counted as noise).
+        """
+        out: list[bytes] = []
+        while self._buf:
+            out += self.feed(b"")
+            if self._buf:
+                self._skip()
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for an unfinished frame."""
+        return len(self._buf)
+
     def _skip(self) -> None:
         self.noise_bytes += 1
         del self._buf[:1]
@@ -106,6 +128,14 @@ class AsciiReplyFramer:
                 continue
             out.append(frame)
         return out
+
+    def idle(self) -> list[bytes]:
+        """Nothing to do: a ``~`` starts a new frame whatever came before it."""
+        return []
+
+    @property
+    def pending(self) -> int:
+        return 0
 
     def reset(self) -> None:
         self._framer.reset()

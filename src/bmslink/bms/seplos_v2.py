@@ -537,6 +537,14 @@ class AsciiRequestFramer:
             out.append(frame)
         return out
 
+    def idle(self) -> list[bytes]:
+        """Nothing to do: a ``~`` starts a new frame whatever came before it."""
+        return []
+
+    @property
+    def pending(self) -> int:
+        return 0
+
     def reset(self) -> None:
         self._framer.reset()
         self._count_noise()

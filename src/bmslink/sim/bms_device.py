@@ -82,9 +82,12 @@ class SimulatedBmsDevice:
     def serve_once(self) -> int:
         """Answer whatever requests arrived (one read); returns requests seen."""
         data = self.link.read()
-        if not data:
+        if data:
+            requests = self._framer.feed(data)
+        elif self._framer.pending:  # a read that returns nothing waited read_timeout_s (100 ms)
+            requests = self._framer.idle()
+        else:
             return 0
-        requests = self._framer.feed(data)
         for request in requests:
             self._answer(request)
         return len(requests)
