@@ -179,6 +179,35 @@ def test_immediate_rounds_are_rate_limited(link):
     assert len(sniffed(sniffer)) == 6
 
 
+def test_a_held_escalation_sends_the_state_that_raised_it(link):
+    """The alarm raised inside min_gap_s goes out even when a calmer state arrived meanwhile;
+    the calmer one follows on the normal cadence, and the event tells what was sent."""
+    clock, battery, _, sniffer = link
+    battery.min_gap_s = 0.2
+    battery.update(good_state())
+    battery.poll()
+    sniffed(sniffer)
+    clock.advance(0.05)
+    battery.update(good_state(alarms=["high_voltage"], charge_enable=False))
+    clock.advance(0.05)
+    battery.update(good_state(soc_pct=64.0))  # calmer again before the gap has passed
+    clock.advance(0.05)
+    assert battery.poll() == 0, "nothing goes out before the held round"
+    assert sniffed(sniffer) == []
+    clock.advance(0.05)
+    assert battery.poll() == 6
+    held = {m.arbitration_id: m for m in sniffed(sniffer)}
+    assert PYLON.decode(0x359, held[0x359].data).fields["alarms"] == ["high_voltage"]
+    assert PYLON.decode(0x35C, held[0x35C].data).fields["charge_enable"] is False
+    assert battery.events[-1].kind == "immediate_round"
+    assert battery.events[-1].detail == "alarm raised: high_voltage"
+    clock.advance(1.0)
+    assert battery.poll() == 6
+    later = {m.arbitration_id: m for m in sniffed(sniffer)}
+    assert PYLON.decode(0x359, later[0x359].data).fields["alarms"] == []
+    assert PYLON.decode(0x355, later[0x355].data).fields["soc_pct"] == 64.0
+
+
 def test_unencodable_state_halts_broadcast_instead_of_sending_stale_frames(link):
     clock, battery, _, sniffer = link
     battery.update(good_state())

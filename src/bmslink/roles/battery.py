@@ -169,7 +169,8 @@ class BatteryRole:
         self._periodic = [s for s in self._specs if s.period_s is not None]
         self._next_due: dict[int, float] = {id(s): float("-inf") for s in self._periodic}
         self._last_round = float("-inf")
-        self._pending_reason: str | None = None
+        #: An escalation waiting for min_gap_s: why, and the frames of the state that raised it.
+        self._held: tuple[str, dict[int, can.Message]] | None = None
         self._answers: list[FrameSpec] = []
         self._last_keepalive: float | None = None
         self._inverter_online = False
@@ -224,7 +225,18 @@ class BatteryRole:
             messages[id(spec)] = msg
         self._messages = messages
         if reason is not None and self._periodic:  # request/response profiles have none
-            self._pending_reason = reason
+            # Own copies: the next update rewrites self._messages' payloads in place, and the
+            # held round must send the state that escalated, even if a calmer one came since.
+            held = {
+                key: can.Message(
+                    arbitration_id=m.arbitration_id,
+                    is_extended_id=m.is_extended_id,
+                    dlc=m.dlc,
+                    data=m.data,
+                )
+                for key, m in messages.items()
+            }
+            self._held = (reason, held)
             self.poll()
 
     # -- wire ------------------------------------------------------------------------------------
@@ -246,20 +258,22 @@ class BatteryRole:
             self._answers.clear()
         if self.profile.battery_waits_for_inverter and not self._inverter_online:
             return sent
-        if self._pending_reason is not None and now - self._last_round >= self.min_gap_s:
-            self._event("immediate_round", self._pending_reason)
-            self._pending_reason = None
+        if self._held is not None:
+            if now - self._last_round < self.min_gap_s:
+                return sent  # the held round goes first, within min_gap_s; due frames wait for it
+            reason, held = self._held
+            self._held = None
+            self._event("immediate_round", reason)
             self.immediate_rounds += 1
             for spec in self._periodic:
                 self._next_due[id(spec)] = now + self._period(spec)
-            return sent + self._round(self._periodic, now)
+            return sent + self._round(self._periodic, now, held)
         due = [s for s in self._periodic if now >= self._next_due[id(s)]]
         if due:
             for spec in due:
                 # a drift-free cadence; when far behind (coarse sim steps) restart it from now
                 next_due = self._next_due[id(spec)] + self._period(spec)
                 self._next_due[id(spec)] = next_due if next_due > now else now + self._period(spec)
-            self._pending_reason = None
             sent += self._round(due, now)
         return sent
 
@@ -276,24 +290,30 @@ class BatteryRole:
     def _halt(self, reason: str) -> None:
         """Stop sending: the inverter sees the battery go silent, which is safe."""
         self._messages = {}
-        self._pending_reason = None
+        self._held = None
         if self.halted_reason != reason:
             self.halted_reason = reason
             self.halts += 1
             self.last_halt_reason = reason
             self._event("broadcast_halted", reason)
 
-    def _round(self, specs: list[FrameSpec], now: float) -> int:
-        sent = self._send(specs, now)
+    def _round(
+        self, specs: list[FrameSpec], now: float, messages: dict[int, can.Message] | None = None
+    ) -> int:
+        sent = self._send(specs, now, messages)
         if sent:
             self._last_round = now
             self.rounds += 1
         return sent
 
-    def _send(self, specs: list[FrameSpec], now: float) -> int:
+    def _send(
+        self, specs: list[FrameSpec], now: float, messages: dict[int, can.Message] | None = None
+    ) -> int:
+        """Send ``specs`` from ``messages`` (default: the current state's frames)."""
+        messages = self._messages if messages is None else messages
         sent = 0
         for spec in specs:
-            msg = self._messages.get(id(spec))
+            msg = messages.get(id(spec))
             if msg is None:
                 continue  # an optional frame this state has no data for
             msg.timestamp = now
