@@ -1,4 +1,5 @@
-"""The simulated BMS: latching protections, gating, limits, SoC estimate, reported state."""
+"""The simulated BMS: latching protections, gating, limits, SoC estimate, reported state,
+balancing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmslink.sim.bms import PROTECTIONS, BmsSettings, SimBms
-from bmslink.sim.pack import CellParams, Pack
+from bmslink.sim.ocv import SOC_MIN, ocv
+from bmslink.sim.pack import SOC_CEILING, CellParams, Pack
 from bmslink.state import ALARM_NAMES, BatteryState
 
 C = 280.0  # 1 C in amps
@@ -19,8 +21,13 @@ CHARGE_BLOCKING = {kind for kind, charge, _ in PROTECTIONS if charge}
 DISCHARGE_BLOCKING = {kind for kind, charge, _ in PROTECTIONS if not charge}
 
 
-def uniform_pack(soc: float, ambient_c: float = 25.0) -> Pack:
-    cells = [CellParams(280.0, soc, 0.30e-3, 0.15e-3, 45.0, busbar_ohm=0.1e-3) for _ in range(16)]
+def uniform_pack(soc: float, ambient_c: float = 25.0, socs: dict[int, float] | None = None) -> Pack:
+    """16 identical cells at ``soc``, except cell i (0-based) at ``socs[i]``."""
+    socs = socs or {}
+    cells = [
+        CellParams(280.0, socs.get(i, soc), 0.30e-3, 0.15e-3, 45.0, busbar_ohm=0.1e-3)
+        for i in range(16)
+    ]
     return Pack(cells, ambient_c=ambient_c)
 
 
@@ -62,7 +69,8 @@ def test_over_voltage_latches_blocks_charge_and_releases_below_3v40() -> None:
         if bms.charge_fet:
             released_at = bms.state().cell_max_v
             break
-        assert bms.state().cell_max_v is not None and bms.state().cell_max_v >= 3.40
+        reading = bms.state().cell_max_v
+        assert reading is not None and reading >= 3.40
     assert released_at is not None and released_at < 3.40
     assert bms.cutoffs == 1
     assert bms.state().alarms == []
@@ -174,6 +182,54 @@ def test_discharge_blocked_below_minus_20c() -> None:
     assert state.discharge_enable is False
 
 
+@pytest.mark.parametrize(
+    ("kind", "limit", "release", "outward", "blocks_charge"),
+    [
+        # (kind, trips beyond, releases at, direction out of the window, blocks charge?)
+        ("charge_over_temperature", 45.0, 43.0, +1, True),
+        ("charge_under_temperature", 0.0, 2.0, -1, True),
+        ("discharge_over_temperature", 60.0, 58.0, +1, False),
+        ("discharge_under_temperature", -20.0, -18.0, -1, False),
+    ],
+)
+def test_temperature_protection_trip_and_release_thresholds(
+    kind: str, limit: float, release: float, outward: int, blocks_charge: bool
+) -> None:
+    """Module docstring table: trips strictly past the limit, releases 2 K back inside."""
+    pack = uniform_pack(0.5)
+    bms = SimBms(pack, BmsSettings(temp_sensor_offsets_c=(0.0,)))  # sensor = pack
+    direction = 1.0 if blocks_charge else -1.0
+    set_temperature(pack, bms, limit)
+    assert kind not in bms.latched
+    set_temperature(pack, bms, limit + 0.1 * outward)
+    assert kind in bms.latched and bms.events[-1] == (kind, "T1")
+    assert bms.gate(direction * 5.0) == 0.0
+    set_temperature(pack, bms, release + 0.1 * outward)  # inside the window, not far enough
+    assert kind in bms.latched
+    set_temperature(pack, bms, release)
+    assert kind not in bms.latched
+    assert bms.gate(direction * 5.0) == direction * 5.0
+    assert bms.cutoffs == len(bms.events)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sign"), [("charge_over_current", 1), ("discharge_over_current", -1)]
+)
+def test_over_current_trip_threshold_and_release_after_recovery_time(kind: str, sign: int) -> None:
+    bms = SimBms(uniform_pack(0.5))
+    bms.update(sign * 154.0, 1.0)  # exactly 1.1 × 140 A: not over
+    assert not bms.latched
+    bms.update(sign * 154.2, 1.0)
+    assert bms.latched == (kind,)
+    assert bms.gate(sign * 1.0) == 0.0 and bms.gate(-sign * 1.0) == -sign * 1.0
+    for _ in range(59):
+        bms.update(0.0, 1.0)
+    assert bms.latched == (kind,)
+    bms.update(0.0, 1.0)
+    assert not bms.latched
+    assert bms.gate(sign * 1.0) == sign * 1.0
+
+
 # -- over-current -------------------------------------------------------------------
 
 
@@ -196,6 +252,22 @@ def test_over_current_latches_then_recovers_after_60_s() -> None:
     assert bms.latched == ("discharge_over_current",)
     assert bms.state().alarms == ["high_discharge_current"]
     assert bms.cutoffs == 2
+
+
+# -- weak cell --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_a", "kind"), [(0.3 * C, "cell_over_voltage"), (-0.3 * C, "cell_under_voltage")]
+)
+def test_the_weak_cell_trips_first(request_a: float, kind: str) -> None:
+    pack = Pack.lfp(16, soc=0.5, seed=2, weak_cell=9)
+    bms = SimBms(pack)
+    for _ in range(3000):
+        step(pack, bms, request_a, dt_s=5.0)
+        if bms.cutoffs:
+            break
+    assert bms.events == [(kind, "cell9")]
 
 
 # -- limits ------------------------------------------------------------------------
@@ -442,3 +514,115 @@ def test_invariants_hold_along_any_trajectory(
         assert s.modules_blocking_charge == (0 if s.charge_enable else 1)
         assert len(s.alarms) == len(bms.latched)
     assert bms.cutoffs == len(bms.events)
+
+
+# -- balancing --------------------------------------------------------------------------
+
+#: 15 cells at 96 % and, at 0-based index HIGH, one whose OCV is 30 mV higher.
+HIGH = 5
+LOW_SOC = 0.96
+HIGH_SOC = next(x / 10_000 for x in range(9600, 10_000) if ocv(x / 10_000) >= ocv(0.96) + 0.030)
+
+
+def cv_request(pack: Pack, bms: SimBms, volts: float, max_a: float) -> float:
+    """A charger holding ``volts`` at the terminals, within max_a and the BMS's CCL."""
+    limit = min(max_a, bms.charge_current_limit_a)
+    if pack.voltage(limit) <= volts:
+        return limit
+    lo, hi = 0.0, limit
+    for _ in range(25):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pack.voltage(mid) < volts else (lo, mid)
+    return lo
+
+
+def test_balancing_shrinks_the_spread_over_hours_of_float_and_rest() -> None:
+    """One cell 30 mV high, a 3.45 V/cell charger for 12 h: the balancer bleeds that cell."""
+    pack = uniform_pack(LOW_SOC, socs={HIGH: HIGH_SOC})
+    bms = SimBms(pack)
+    s = bms.settings
+    start = pack.cell_socs
+    spread0 = max(start) - min(start)
+    through_as = 0.0
+    balanced_s = 0.0
+    dt = 10.0
+    for _ in range(12 * 360):
+        current = bms.gate(cv_request(pack, bms, 16 * 3.45, 28.0))
+        pack.apply(current, dt, 25.0)
+        bms.update(current, dt)
+        through_as += current * dt
+        cells = bms.state().cells_v or []
+        for n in bms.balancing_cells:  # never below the start voltage or the trigger
+            assert cells[n - 1] >= s.balance_start_v
+            assert cells[n - 1] - min(cells) > s.balance_trigger_v
+        if bms.balancing_cells:
+            assert bms.balancing_cells == (HIGH + 1,)
+            balanced_s += dt
+    socs = pack.cell_socs
+    assert bms.cutoffs == 0
+    assert balanced_s > 6 * 3600  # most of the time
+    # the high cell lost what was bled from it relative to the others: 0.2 A per hour
+    assert pack.bled_ah[HIGH] == pytest.approx(0.2 * balanced_s / 3600, rel=0.01)
+    assert sum(pack.bled_ah) == pack.bled_ah[HIGH]
+    spread = max(socs) - min(socs)
+    assert spread < spread0 - 0.9 * pack.bled_ah[HIGH] / 280.0
+    # charge conservation: every coulomb is the charger's or the balancer's
+    assert max(socs) < SOC_CEILING and min(socs) > SOC_MIN  # no clamp hid anything
+    for s0, s1, bled in zip(start, socs, pack.bled_ah, strict=True):
+        assert s1 * 280.0 * 3600 == pytest.approx(
+            s0 * 280.0 * 3600 + through_as - bled * 3600, abs=1e-6
+        )
+
+
+def balancing_bms(**settings: float) -> SimBms:
+    """A resting pack at the top; the high cell is 0.5 % past full and reads 3.400 V."""
+    pack = uniform_pack(0.985, socs={HIGH: 1.005})
+    return SimBms(pack, BmsSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_balancing_thresholds_are_start_voltage_and_trigger_delta() -> None:
+    probe = balancing_bms()
+    probe.update(0.0, 1.0)
+    cells = probe.state().cells_v or []
+    top, bottom = cells[HIGH], min(cells)
+    assert top == 3.400 and top - bottom > 0.015
+    assert probe.balancing_cells == (HIGH + 1,)
+
+    for overrides, balances in (
+        ({"balance_start_v": top}, True),  # at the start voltage counts
+        ({"balance_start_v": top + 0.001}, False),
+        ({"balance_trigger_v": round(top - bottom, 3)}, False),  # must be *more* than
+        ({"balance_trigger_v": round(top - bottom - 0.001, 3)}, True),
+        ({"balance_current_a": 0.0}, False),  # 0 A: balancing off
+    ):
+        bms = balancing_bms(**overrides)
+        bms.update(0.0, 1.0)
+        assert bool(bms.balancing_cells) is balances, overrides
+
+
+def test_balancing_bleeds_at_rest_stops_while_discharging_and_counts_nothing_in_soc() -> None:
+    bms = balancing_bms(balance_current_a=1.0)
+    pack = bms.pack
+    bms.update(0.0, 1.0)
+    assert bms.balancing_cells == (HIGH + 1,)
+    soc_estimate = bms.soc_pct
+    for _ in range(10):
+        step(pack, bms, 0.0, dt_s=60.0)
+    assert pack.bled_ah[HIGH] == pytest.approx(1.0 * 600 / 3600)
+    assert bms.soc_pct == soc_estimate  # the shunt does not see the balancer
+    bled = pack.bled_ah[HIGH]
+    step(pack, bms, -10.0, dt_s=60.0)
+    assert not bms.balancing_cells
+    assert pack.bled_ah[HIGH] == bled
+    step(pack, bms, -10.0, dt_s=60.0)
+    assert pack.bled_ah[HIGH] == bled
+
+    # At rest again it bleeds until the cell reads below 3.40 V, and then stops: the
+    # top of the OCV curve rises 60 mV per 5 %, so that is within 0.1 % below full.
+    for _ in range(6 * 60):
+        step(pack, bms, 0.0, dt_s=60.0)
+    assert not bms.balancing_cells
+    assert 1.0 - 0.001 < pack.cell_socs[HIGH] < 1.0
+    bled = pack.bled_ah[HIGH]
+    step(pack, bms, 0.0, dt_s=3600.0)
+    assert pack.bled_ah[HIGH] == bled

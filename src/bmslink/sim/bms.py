@@ -23,6 +23,25 @@ discharge_over_current       discharge  −I > 1.1 × max discharge     60 s aft
 
 Over-current cannot release on a measured condition (the open FET makes the current 0
 at once), so it releases after a recovery time, like JK's "OCP recovery" setting.
+
+Balancing (reference §1.5/§1.6), a passive-style bleed: every cell that reads at least
+``balance_start_v`` (3.40 V) *and* more than ``balance_trigger_v`` (15 mV) above the
+lowest cell has ``balance_current_a`` (0.2 A) drawn out of it by ``Pack.bleed``. Choices
+where the reference is silent or sources differ:
+
+- 0.2 A is the top of the 50–200 mA passive range (§1.5); JK's 1–2 A active balancers
+  *move* charge between cells, which this model does not do (set a larger current to
+  get their speed, not their efficiency). 0 disables balancing.
+- 3.40 V / 15 mV are the typical JBD-style settings (§1.6: start 3.40 V, delta 15–30 mV);
+  JK's example frame uses 3.45 V / 3 mV.
+- Only while charging or resting (measured current ≥ 0): a discharge stops it at once.
+  The decision uses the quantised readings of one ``update`` and the bleed runs during
+  the next interval (applied at the start of the next ``update``, for that interval's
+  dt, unless that interval was a discharge) — as a real balancer switches on a reading
+  and then bleeds until the next one. So a cell stops bleeding within one step of
+  reading below 3.40 V.
+- The shunt does not see balancing current: the SoC estimate ignores it, as on a real
+  BMS; the pack counts what was bled (``Pack.bled_ah``).
 """
 
 from __future__ import annotations
@@ -107,6 +126,11 @@ class BmsSettings:
     soc_empty_cell_v: float = 2.90
     #: Fixed offsets of the 4 temperature sensors from the pack's lumped temperature.
     temp_sensor_offsets_c: tuple[float, ...] = (-0.6, 0.2, 0.7, -0.3)
+    # Balancing (see the module docstring): bleed current per cell (A), 0 = off; a cell
+    # bleeds while it reads >= start and > trigger above the lowest cell.
+    balance_current_a: float = 0.2
+    balance_start_v: float = 3.40
+    balance_trigger_v: float = 0.015
 
 
 # Protection kinds: (kind, blocks_charge, contract alarm name). Order = alarm order.
@@ -131,6 +155,8 @@ PROTECTIONS: tuple[tuple[str, bool, str], ...] = (
     (_DSG_OC, False, "high_discharge_current"),
 )
 _floor = math.floor
+#: Comparisons of 1 mV-quantised readings with thresholds allow this much float error.
+_READ_EPS_V = 1e-6
 _CHARGE_KINDS = tuple(k for k, c, _ in PROTECTIONS if c)
 _DISCHARGE_KINDS = tuple(k for k, c, _ in PROTECTIONS if not c)
 
@@ -204,6 +230,9 @@ class SimBms:
         self._ccl_held = 0.0
         self._dcl_held = 0.0
         self._spans: dict[int, tuple[tuple[tuple[float, float], ...], float, float]] = {}
+        # Cells (0-based) whose bleed runs during the next interval, and their currents.
+        self._balancing: list[int] = []
+        self._bleed_currents: list[float] = []
         self._measure(0.0)
         self._limits(min(self._cells), max(self._cells))
         self._force_charge = self.soc_pct < s.force_charge_on_soc_pct
@@ -229,6 +258,11 @@ class SimBms:
     def soc_pct(self) -> float:
         """The BMS's own SoC estimate in percent (unrounded)."""
         return 100.0 * self._remaining_ah / self.settings.capacity_ah
+
+    @property
+    def balancing_cells(self) -> tuple[int, ...]:
+        """Cells (1-based) whose balancer is on now, i.e. bleeds during the next step."""
+        return tuple(i + 1 for i in self._balancing)
 
     @property
     def charge_current_limit_a(self) -> float:
@@ -257,6 +291,8 @@ class SimBms:
         s = self.settings
         self._current = current_a
         cap = s.capacity_ah
+        if self._balancing and current_a >= 0.0:
+            self.pack.bleed(self._bleed_currents, dt_s)
 
         # Own SoC estimate: coulomb counting with the current sensor's gain error.
         measured = current_a * (1.0 + s.current_gain_error)
@@ -266,14 +302,13 @@ class SimBms:
         if ah < 0.0:
             self._discharged_ah -= ah
 
-        volts = self.pack.voltage(current_a)
+        volts = self._measure(current_a)
         kwh = volts * measured * dt_s / 3.6e6
         if kwh > 0.0:
             self._charged_kwh += kwh
         else:
             self._discharged_kwh -= kwh
 
-        self._measure(current_a)
         cells = self._cells
         vmax = max(cells)
         vmin = min(cells)
@@ -291,17 +326,41 @@ class SimBms:
 
         self._protect(current_a, dt_s, vmin, vmax)
         self._limits(vmin, vmax, dt_s)
+        self._balance(current_a, vmin, vmax)
 
-    def _measure(self, current_a: float) -> None:
+    def _balance(self, current_a: float, vmin: float, vmax: float) -> None:
+        """Choose the cells that bleed during the next interval (none while discharging)."""
+        s = self.settings
+        start = s.balance_start_v - _READ_EPS_V
+        trigger = s.balance_trigger_v + _READ_EPS_V
+        if current_a < 0.0 or s.balance_current_a <= 0.0 or vmax < start or vmax - vmin <= trigger:
+            if self._balancing:
+                self._balancing = []
+            return
+        # v >= start and v - vmin > trigger, as one test: readings are whole millivolts and
+        # both thresholds carry a 1 µV margin, so ">" against the larger one is the same
+        over = max(start, vmin + trigger)
+        chosen = [i for i, v in enumerate(self._cells) if v > over]
+        if chosen != self._balancing:
+            self._balancing = chosen
+            currents = [0.0] * len(self._cells)
+            for i in chosen:
+                currents[i] = s.balance_current_a
+            self._bleed_currents = currents
+
+    def _measure(self, current_a: float) -> float:
         """Read cell voltages (1 mV resolution) and temperature sensors (0.1 K) from the pack.
 
         Quantising here, once, means that every decision the BMS takes is based on
-        exactly the numbers it reports — as with a real BMS and its ADC.
+        exactly the numbers it reports — as with a real BMS and its ADC. Returns the
+        unquantised pack voltage (for the energy counters).
         """
         fl = _floor
-        self._cells = [fl(v * 1000.0 + 0.5) / 1000.0 for v in self.pack.cell_voltages(current_a)]
+        raw = self.pack.cell_voltages(current_a)
+        self._cells = [fl(v * 1000.0 + 0.5) / 1000.0 for v in raw]
         t = self.pack.temperature_c
         self._temps = [fl((t + o) * 10.0 + 0.5) / 10.0 for o in self.settings.temp_sensor_offsets_c]
+        return sum(raw)
 
     def _trip(self, kind: str, where: str) -> None:
         if not self._latched[kind]:
@@ -331,30 +390,42 @@ class SimBms:
         elif vmin <= s.cell_uvp_v:
             self._trip(_CELL_UV, f"cell{cells.index(vmin) + 1}")
 
-        for kind, hot, limit, release in (
-            (_CHG_OT, True, s.charge_temp_max_c, s.charge_temp_max_c - hyst),
-            (_CHG_UT, False, s.charge_temp_min_c, s.charge_temp_min_c + hyst),
-            (_DSG_OT, True, s.discharge_temp_max_c, s.discharge_temp_max_c - hyst),
-            (_DSG_UT, False, s.discharge_temp_min_c, s.discharge_temp_min_c + hyst),
+        # Fast path: nothing temperature-related latched and every sensor inside both
+        # windows means no temperature protection can trip or release this step.
+        if (
+            lat[_CHG_OT]
+            or lat[_CHG_UT]
+            or lat[_DSG_OT]
+            or lat[_DSG_UT]
+            or tmin < s.charge_temp_min_c
+            or tmin < s.discharge_temp_min_c
+            or tmax > s.charge_temp_max_c
+            or tmax > s.discharge_temp_max_c
         ):
-            if lat[kind]:
-                if (tmax <= release) if hot else (tmin >= release):
-                    lat[kind] = False
-            elif (tmax > limit) if hot else (tmin < limit):
-                sensor = temps.index(tmax if hot else tmin) + 1
-                self._trip(kind, f"T{sensor}")
+            for kind, hot, limit, release in (
+                (_CHG_OT, True, s.charge_temp_max_c, s.charge_temp_max_c - hyst),
+                (_CHG_UT, False, s.charge_temp_min_c, s.charge_temp_min_c + hyst),
+                (_DSG_OT, True, s.discharge_temp_max_c, s.discharge_temp_max_c - hyst),
+                (_DSG_UT, False, s.discharge_temp_min_c, s.discharge_temp_min_c + hyst),
+            ):
+                if lat[kind]:
+                    if (tmax <= release) if hot else (tmin >= release):
+                        lat[kind] = False
+                elif (tmax > limit) if hot else (tmin < limit):
+                    sensor = temps.index(tmax if hot else tmin) + 1
+                    self._trip(kind, f"T{sensor}")
 
-        for kind, over in (
-            (_CHG_OC, current_a > s.max_charge_current_a * s.overcurrent_factor),
-            (_DSG_OC, -current_a > s.max_discharge_current_a * s.overcurrent_factor),
-        ):
-            if lat[kind]:
-                self._oc_timer[kind] += dt_s
-                if self._oc_timer[kind] >= s.overcurrent_release_s:
-                    lat[kind] = False
-            elif over:
-                self._oc_timer[kind] = 0.0
-                self._trip(kind, "current")
+        charge_over = current_a > s.max_charge_current_a * s.overcurrent_factor
+        discharge_over = -current_a > s.max_discharge_current_a * s.overcurrent_factor
+        if charge_over or discharge_over or lat[_CHG_OC] or lat[_DSG_OC]:
+            for kind, over in ((_CHG_OC, charge_over), (_DSG_OC, discharge_over)):
+                if lat[kind]:
+                    self._oc_timer[kind] += dt_s
+                    if self._oc_timer[kind] >= s.overcurrent_release_s:
+                        lat[kind] = False
+                elif over:
+                    self._oc_timer[kind] = 0.0
+                    self._trip(kind, "current")
 
         self._charge_fet = not any(lat[k] for k in _CHARGE_KINDS)
         self._discharge_fet = not any(lat[k] for k in _DISCHARGE_KINDS)
