@@ -90,3 +90,23 @@ def test_ambient_extremes_and_continuity() -> None:
 def test_cloudiness_must_be_a_fraction() -> None:
     with pytest.raises(ValueError):
         DayProfile(cloudiness=1.5)
+
+
+@given(t=times, offset=st.floats(-40.0, 40.0), seed=st.integers(0, 1000))
+def test_ambient_offset_shifts_the_temperature_and_nothing_else(
+    t: float, offset: float, seed: int
+) -> None:
+    base = DayProfile(seed=seed, cloudiness=0.5)
+    shifted = DayProfile(seed=seed, cloudiness=0.5, ambient_offset_c=offset)
+    assert shifted.ambient_c(t) == pytest.approx(base.ambient_c(t) + offset, abs=1e-9)
+    assert shifted.pv_w(t) == base.pv_w(t)
+    assert shifted.load_w(t) == base.load_w(t)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"ambient_offset_c": float("nan")}, {"pv_peak_w": -1.0}, {"base_load_w": -5.0}],
+)
+def test_bad_day_knobs_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        DayProfile(**kwargs)

@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from bmslink import __version__
-from bmslink.cli import bms, bridge, check, dbc, decode, demo, detect, inverters, profiles, rs485
+from bmslink.cli import (
+    bms,
+    bridge,
+    check,
+    dbc,
+    decode,
+    demo,
+    detect,
+    inverters,
+    profiles,
+    rs485,
+    simulate,
+)
 
 app = typer.Typer(
     name="bmslink",
@@ -31,7 +43,7 @@ def _root(
     """bmslink: battery <-> inverter protocols in both roles, with a simulator."""
 
 
-for module in (decode, dbc, profiles, inverters, detect, check, demo, rs485, bms, bridge):
+for module in (decode, dbc, profiles, inverters, detect, check, demo, simulate, rs485, bms, bridge):
     module.register(app)
 
 

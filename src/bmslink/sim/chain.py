@@ -1,4 +1,4 @@
-"""The whole chain, closed: pack + BMS -> battery role -> CAN -> inverter role -> inverter -> pack.
+"""The whole chain, closed: pack + BMS -> controller -> battery role -> CAN -> inverter -> pack.
 
 Everything between the BMS and the inverter goes over a real python-can bus
 (the in-process ``virtual`` interface) as encoded frames, so the demo exercises
@@ -12,14 +12,41 @@ Inside a step, the pack, the BMS and the inverter's own voltage regulation run i
 sub-steps of ``physics_dt_s`` (default 5 s): a BMS samples its cells often and an
 inverter regulates its charge voltage continuously, whatever the CAN period. What
 crosses the bus (limits, enable flags, alarms) changes only once per step.
+
+Choices the brief and the reference leave open:
+
+- **Controller** (``control=True``, the default): the BMS's state goes through
+  ``bmslink.control.Controller.step`` and ``ControlOutput.apply`` before the battery
+  role sees it, as the bridge does; the controller's ceilings are the BMS's own maxima,
+  the hardware clamp is the same ``HardwareLimits`` the role applies.
+- **A silent BMS** (``bms_silent``, clock times in seconds since midnight of day 0, the
+  day profile's time base): the state source returns nothing new. The controller is
+  still stepped with the last reading and its read time, so its stale rule sends the
+  safe state (CCL = DCL = 0); after ``SAFE_HOLD_S`` more (the bridge's default hold)
+  the chain stops updating the role, whose own staleness then silences the broadcast
+  and the inverter declares the battery lost. This is the bridge's sequence on a
+  silent BMS: zero limits, then silence. ``link_up`` is different: it drops frames on
+  the wire (the inverter side of the link).
+- **Voltage-only inverter** (``inverter_mode="voltage-only"``): everything else stays
+  the same, including the CAN traffic, but the inverter decides from the terminal
+  voltage alone; what it "reports" is its own voltage-based SoC.
+- **Metrics** (``RunMetrics``) are taken on the true pack at every physics sub-step,
+  at the end of the sub-step under the current that flowed in it (the highest cell
+  voltage of that interval while charging: the conservative reading). The coldest
+  sensor is the pack temperature plus the most negative sensor offset, unrounded.
+- **``link="in-process"``** (for the speed benchmark): the same roles, the same
+  profile encoding and decoding, but the frames go through a plain in-memory queue
+  instead of python-can's ``virtual`` interface, which deep-copies every frame and
+  passes it through a thread-safe queue. Nothing else changes.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import can
 
@@ -30,11 +57,38 @@ from bmslink.roles import BatteryRole, InverterRole
 from bmslink.roles.common import drain
 from bmslink.sim.bms import BmsSettings, SimBms
 from bmslink.sim.day import DayProfile
-from bmslink.sim.inverter import SimInverter
+from bmslink.sim.inverter import SimInverter, VoltageOnlyInverter, VoltageOnlySettings
 from bmslink.sim.pack import Pack
 from bmslink.state import BatteryState
 
+if TYPE_CHECKING:
+    from bmslink.control import Controller, ControlOutput
+
 _channel_numbers = itertools.count()
+
+InverterMode = Literal["comms", "voltage-only"]
+LinkKind = Literal["can", "in-process"]
+INVERTER_MODES: tuple[str, ...] = ("comms", "voltage-only")
+LINK_KINDS: tuple[str, ...] = ("can", "in-process")
+
+#: After the controller went safe on a silent BMS, the safe state is sent this long before
+#: the chain stops updating the role (the bridge's ``LinkLossSettings.safe_hold_s``).
+SAFE_HOLD_S = 30.0
+
+#: The cell voltage ``seconds_cell_above_3v60`` counts time above (V).
+CELL_HIGH_V = 3.60
+
+#: The per-run metrics, in the order they are reported (``RunMetrics.to_dict``).
+METRIC_KEYS: tuple[str, ...] = (
+    "soc_error_mean_pct",
+    "soc_error_max_pct",
+    "bms_cutoffs",
+    "seconds_cell_above_3v60",
+    "seconds_charging_over_voltage",
+    "seconds_charging_below_0c",
+    "energy_in_kwh",
+    "energy_out_kwh",
+)
 
 
 @dataclass
@@ -58,6 +112,8 @@ class ChainConfig:
     pv_peak_w: float = 7000.0
     base_load_w: float = 350.0
     cloudiness: float = 0.0
+    #: Added to the day's outdoor temperature curve (°C); a winter day is about −18.
+    ambient_offset_c: float = 0.0
     inverter_rating_w: float = 6000.0
     broadcast_period_s: float | None = None
     lost_timeout_s: float | None = None
@@ -67,6 +123,19 @@ class ChainConfig:
     #: A BMS type ("jk", "daly", ...): the pack's BMS answers that protocol on a PTY and
     #: the bridge reads it with the real driver, instead of handing its state over directly.
     bms: str | None = None
+    #: Run the BMS's state through ``bmslink.control.Controller`` before the battery role.
+    control: bool = True
+    #: "comms": the inverter obeys what it receives; "voltage-only": it ignores it.
+    inverter_mode: InverterMode = "comms"
+    #: How frames travel between the roles (see the module docstring).
+    link: LinkKind = "can"
+    #: Pack spread: σ of cell capacity (relative) and of the starting cell SoC (fraction).
+    capacity_spread: float = 0.01
+    soc_spread: float = 0.01
+    #: A weak cell (1-based): less capacity, more resistance (``Pack.lfp``'s defaults).
+    weak_cell: int | None = None
+    #: (start, end) clock times in s (since midnight of day 0) while the BMS is silent.
+    bms_silent: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.hours <= 0 or self.physics_dt_s <= 0:
@@ -77,11 +146,25 @@ class ChainConfig:
             raise ValueError(f"series_cells {self.series_cells} must be at least 1")
         if self.capacity_ah is not None and self.capacity_ah <= 0:
             raise ValueError(f"capacity_ah {self.capacity_ah} must be positive")
+        if self.inverter_mode not in INVERTER_MODES:
+            raise ValueError(
+                f"inverter_mode {self.inverter_mode!r}; known: {', '.join(INVERTER_MODES)}"
+            )
+        if self.link not in LINK_KINDS:
+            raise ValueError(f"link {self.link!r}; known: {', '.join(LINK_KINDS)}")
+        if self.capacity_spread < 0 or self.soc_spread < 0:
+            raise ValueError("capacity_spread and soc_spread must not be negative")
+        for start, end in self.bms_silent:
+            if not 0 <= start < end:
+                raise ValueError(f"bms_silent interval ({start}, {end}) must have 0 <= start < end")
         if self.bms is not None:
             from bmslink.bms.registry import BMS_TYPES
 
             if self.bms not in BMS_TYPES:
                 raise ValueError(f"unknown BMS type {self.bms!r}; known: {', '.join(BMS_TYPES)}")
+            if self.bms_silent:
+                # the serial path would wait out the driver's timeouts on every silent step
+                raise ValueError("bms_silent is simulated on the direct path only (no --bms)")
 
 
 #: The simulated pack per voltage class: (cells in series, capacity in Ah).
@@ -90,7 +173,7 @@ PACK_FOR_CLASS = {"lv": (16, 280.0), "hv": (96, 50.0)}
 
 @dataclass
 class Sample:
-    """One instant of the chain, for live views and tests."""
+    """One instant of the chain, for live views, plots and tests."""
 
     t_s: float
     true_soc_pct: float
@@ -110,6 +193,55 @@ class Sample:
     inverter_online: bool
     frames_sent: int
     cutoffs: int
+    #: The SoC the inverter shows: received over CAN, or its own estimate (voltage-only).
+    reported_soc_pct: float | None
+    #: Limits the inverter acts on (received over CAN); None when not received.
+    ccl_a: float | None
+    dcl_a: float | None
+    cvl_v: float | None
+    #: The BMS's own limits, before the controller.
+    bms_ccl_a: float
+    bms_dcl_a: float
+    ambient_c: float
+    #: The controller's mode and reasons (None without a controller or before its first step).
+    mode: str | None
+    cvl_reason: str | None
+    ccl_reason: str | None
+    dcl_reason: str | None
+    #: True while the BMS is silent (``bms_silent``).
+    bms_silent: bool
+
+
+@dataclass
+class RunMetrics:
+    """Accumulators of the per-run metrics, on the true pack at physics sub-step resolution."""
+
+    soc_error_pct_s: float = 0.0
+    soc_error_time_s: float = 0.0
+    soc_error_max_pct: float = 0.0
+    seconds_cell_above_3v60: float = 0.0
+    seconds_charging_over_voltage: float = 0.0
+    seconds_charging_below_0c: float = 0.0
+    energy_in_j: float = 0.0
+    energy_out_j: float = 0.0
+    #: Sub-step seconds with PV above the load, by what kept the charge current down.
+    charge_limited_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, bms_cutoffs: int) -> dict[str, float | int | None]:
+        """The METRIC_KEYS; the SoC error is None when the inverter never showed a SoC."""
+        seen = self.soc_error_time_s > 0.0
+        return {
+            "soc_error_mean_pct": (
+                round(self.soc_error_pct_s / self.soc_error_time_s, 3) if seen else None
+            ),
+            "soc_error_max_pct": round(self.soc_error_max_pct, 3) if seen else None,
+            "bms_cutoffs": bms_cutoffs,
+            "seconds_cell_above_3v60": round(self.seconds_cell_above_3v60, 3),
+            "seconds_charging_over_voltage": round(self.seconds_charging_over_voltage, 3),
+            "seconds_charging_below_0c": round(self.seconds_charging_below_0c, 3),
+            "energy_in_kwh": round(self.energy_in_j / 3.6e6, 4),
+            "energy_out_kwh": round(self.energy_out_j / 3.6e6, 4),
+        }
 
 
 @dataclass
@@ -145,8 +277,39 @@ class Summary:
         return asdict(self)
 
 
+class InProcessBus(can.BusABC):
+    """A CAN bus in plain memory: what one end sends, every other end receives, in order.
+
+    No copies and no locks: the chain is single-threaded and each receiver drains its
+    queue within the step the frames were sent in.
+    """
+
+    def __init__(self, peers: list[InProcessBus]) -> None:
+        super().__init__(channel="in-process")
+        self._inbox: deque[can.Message] = deque()
+        self._peers = peers
+        peers.append(self)
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        for peer in self._peers:
+            if peer is not self:
+                peer._inbox.append(msg)
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        inbox = self._inbox
+        return inbox.popleft() if inbox else None
+
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
+        return self.recv(timeout), False
+
+    def shutdown(self) -> None:
+        if self in self._peers:
+            self._peers.remove(self)
+        super().shutdown()
+
+
 class Chain:
-    """Builds and steps the closed loop; ``close()`` releases the virtual buses."""
+    """Builds and steps the closed loop; ``close()`` releases the buses."""
 
     def __init__(self, config: ChainConfig | None = None) -> None:
         self.config = cfg = config or ChainConfig()
@@ -157,6 +320,7 @@ class Chain:
             pv_peak_w=cfg.pv_peak_w,
             base_load_w=cfg.base_load_w,
             cloudiness=cfg.cloudiness,
+            ambient_offset_c=cfg.ambient_offset_c,
         )
         series, capacity = PACK_FOR_CLASS[self.profile.voltage_class]
         self.series_cells = cfg.series_cells or series
@@ -166,6 +330,9 @@ class Chain:
             capacity_ah=self.capacity_ah,
             soc=cfg.start_soc_pct / 100.0,
             seed=cfg.seed,
+            capacity_spread=cfg.capacity_spread,
+            soc_spread=cfg.soc_spread,
+            weak_cell=cfg.weak_cell,
         )
         self.pack.temperature_c = self.day.ambient_c(self.clock.now())
         max_current = min(140.0, 0.5 * self.capacity_ah)  # 0.5 C, the usual LFP rating
@@ -177,31 +344,34 @@ class Chain:
                 max_discharge_current_a=max_current,
             ),
         )
-        self.inverter = SimInverter(
-            rating_w=cfg.inverter_rating_w,
-            carried=self.profile.battery_keys,
-            series_cells=self.series_cells,
-        )
-        channel = f"bmslink-chain-{next(_channel_numbers)}"
-        self._battery_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
-        self._inverter_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
-        self._recorder = (
-            can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
-            if cfg.record
-            else None
-        )
+        self.inverter = self._make_inverter()
+        if cfg.link == "in-process":
+            peers: list[InProcessBus] = []
+            self._battery_bus: can.BusABC = InProcessBus(peers)
+            self._inverter_bus: can.BusABC = InProcessBus(peers)
+            self._recorder: can.BusABC | None = InProcessBus(peers) if cfg.record else None
+        else:
+            channel = f"bmslink-chain-{next(_channel_numbers)}"
+
+            def virtual() -> can.BusABC:
+                return can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+
+            self._battery_bus = virtual()
+            self._inverter_bus = virtual()
+            self._recorder = virtual() if cfg.record else None
         #: (timestamp, id, extended, data) of every frame on the link when ``record`` is set.
         self.recorded: list[tuple[float, int, bool, bytes]] = []
         bms = self.bms.settings
+        self.hardware = HardwareLimits.for_cells(
+            self.pack.n_cells, bms.max_charge_current_a, bms.max_discharge_current_a
+        )
         self.battery_role = BatteryRole(
             self._battery_bus,
             self.profile,
             self.clock,
             period_s=cfg.broadcast_period_s,
             stale_after_s=max(10.0, 3 * cfg.step_s),
-            hardware=HardwareLimits.for_cells(
-                self.pack.n_cells, bms.max_charge_current_a, bms.max_discharge_current_a
-            ),
+            hardware=self.hardware,
         )
         self.inverter_role = InverterRole(
             self._inverter_bus,
@@ -210,11 +380,17 @@ class Chain:
             lost_timeout_s=max(cfg.lost_timeout_s or self.profile.lost_timeout_s, 3 * cfg.step_s),
             frame_expiry_s=max(10.0, 3 * cfg.step_s),  # one CAN round per step
         )
+        self.controller: Controller | None = self._make_controller() if cfg.control else None
+        #: The controller's latest output (None without a controller or before the first step).
+        self.control_output: ControlOutput | None = None
         self.serial: SerialPath | None = None
         if cfg.bms is not None:
             self.serial = SerialPath(cfg.bms, self)
         #: Fault injection: while False the battery's frames never reach the inverter.
         self.link_up = True
+        #: True while the BMS is silent (``config.bms_silent``).
+        self.bms_is_silent = False
+        self._last_reading: tuple[BatteryState, float] | None = None
         self._current_a = 0.0
         self._seen: BatteryState | None = None
         self._true_soc = [self.pack.soc_pct, self.pack.soc_pct]
@@ -222,38 +398,145 @@ class Chain:
         self._soc_error_max = 0.0
         self._pv_w = 0.0
         self._load_w = 0.0
+        self._ambient_c = self.pack.temperature_c
+        self.metrics = RunMetrics()
+        self._cold_offset_c = min(bms.temp_sensor_offsets_c)
+
+    def _make_inverter(self) -> SimInverter:
+        cfg = self.config
+        if cfg.inverter_mode == "voltage-only":
+            settings = replace(
+                VoltageOnlySettings.for_series(self.series_cells), rating_w=cfg.inverter_rating_w
+            )
+            return VoltageOnlyInverter(settings)
+        return SimInverter(
+            rating_w=cfg.inverter_rating_w,
+            carried=self.profile.battery_keys,
+            series_cells=self.series_cells,
+        )
+
+    def _make_controller(self) -> Controller:
+        from bmslink.control import Controller, ControlSettings
+
+        bms = self.bms.settings
+        settings = ControlSettings(
+            series_cells=self.series_cells,
+            max_charge_current_a=bms.max_charge_current_a,
+            max_discharge_current_a=bms.max_discharge_current_a,
+        )
+        return Controller(settings, self.hardware, self.clock)
 
     # -- stepping ---------------------------------------------------------------------------------
+
+    def _silent_at(self, t_s: float) -> bool:
+        return any(start <= t_s < end for start, end in self.config.bms_silent)
+
+    def _feed_role(self, now: float) -> None:
+        """Read the BMS (directly or over the serial path), run the controller, update the role."""
+        role = self.battery_role
+        controller = self.controller
+        if self.serial is not None:
+            state, reason = self.serial.read()
+            if state is None:
+                if controller is not None:
+                    self.control_output = controller.step(None)
+                role.stop(reason)
+                return
+            read_at = now
+        else:
+            self.bms_is_silent = self._silent_at(now)
+            if not self.bms_is_silent:
+                state, read_at = self.bms.state(), now
+                self._last_reading = (state, now)
+            elif self._last_reading is None:
+                return  # silent from the start: nothing was ever read, nothing to send
+            else:
+                state, read_at = self._last_reading
+                if controller is None:
+                    return  # no new state: the role's staleness silences the broadcast
+        if controller is None:
+            role.update(state)
+            return
+        out = self.control_output = controller.step(state, read_at)
+        if out.mode == "safe" and now - read_at > controller.settings.stale_after_s + SAFE_HOLD_S:
+            return  # zero limits were sent long enough: let the role fall silent
+        role.update(out.apply(state))
 
     def step(self) -> None:
         """Advance the whole chain by one step of ``config.step_s`` simulated seconds."""
         step_s = self.config.step_s
         now = self.clock.now()
-        if self.serial is None:
-            self.battery_role.update(self.bms.state())
-        else:
-            self.serial.step()
+        self._feed_role(now)
         if self.link_up:
             self.battery_role.poll()
         self.inverter_role.poll()
         if self._recorder is not None:
             self._record(self._recorder)
         seen = self._seen = self.inverter_role.state()
-        pv, load, ambient = self.day.pv_w(now), self.day.load_w(now), self.day.ambient_c(now)
-        self._pv_w, self._load_w = pv, load
+        day = self.day
+        pv, load, ambient = day.pv_w(now), day.load_w(now), day.ambient_c(now)
+        self._pv_w, self._load_w, self._ambient_c = pv, load, ambient
         substeps = max(1, round(step_s / self.config.physics_dt_s))
         dt = step_s / substeps
-        pack, bms, inverter = self.pack, self.bms, self.inverter
+        pack, bms, inverter, m = self.pack, self.bms, self.inverter, self.metrics
+        own_soc = inverter if isinstance(inverter, VoltageOnlyInverter) else None
+        seen_soc = None if seen is None else seen.soc_pct
+        ovp_v = bms.settings.cell_ovp_v
+        cold_offset = self._cold_offset_c
+        wants_charge = pv > load
+        limit_label = self._limit_labeller() if wants_charge else None
         actual = self._current_a
         for _ in range(substeps):
             measured_v = pack.voltage(actual)
-            actual = bms.gate(inverter.decide(seen, pv, load, measured_v, dt))
+            command = inverter.decide(seen, pv, load, measured_v, dt)
+            actual = bms.gate(command)
             pack.apply(actual, dt, ambient)
             bms.update(actual, dt)
             inverter.account(actual, measured_v, pv, load, dt)
+            # metrics, on the true pack, under the current that flowed in this sub-step
+            cells = pack.cell_voltages(actual)
+            vmax = max(cells)
+            if vmax > CELL_HIGH_V:
+                m.seconds_cell_above_3v60 += dt
+            if actual > 0.0:
+                m.energy_in_j += actual * sum(cells) * dt
+                if vmax >= ovp_v:
+                    m.seconds_charging_over_voltage += dt
+                if pack.temperature_c + cold_offset < 0.0:
+                    m.seconds_charging_below_0c += dt
+            elif actual < 0.0:
+                m.energy_out_j -= actual * sum(cells) * dt
+            reported = seen_soc if own_soc is None else own_soc.soc_pct
+            if reported is not None:
+                error = abs(reported - pack.soc_pct)
+                m.soc_error_pct_s += error * dt
+                m.soc_error_time_s += dt
+                if error > m.soc_error_max_pct:
+                    m.soc_error_max_pct = error
+            if limit_label is not None:
+                label = limit_label(command, actual)
+                m.charge_limited_s[label] = m.charge_limited_s.get(label, 0.0) + dt
         self._current_a = actual
         self._track(seen)
         self.clock.advance(step_s)
+
+    def _limit_labeller(self) -> Callable[[float, float], str]:
+        """Names what held the charge current down in a sub-step where PV exceeded the load."""
+        inverter = self.inverter
+        # a voltage-only inverter's "ccl"/"cvl" are its own settings, not the controller's
+        out = None if isinstance(inverter, VoltageOnlyInverter) else self.control_output
+
+        def label(command: float, actual: float) -> str:
+            if command > 0.0 and actual == 0.0:
+                return "bms_fet_off"
+            limit = inverter.last_limit
+            if out is not None and limit in ("ccl", "charge_disabled"):
+                return f"{limit}:{out.ccl_reason}"
+            if out is not None and limit == "cvl":
+                return f"cvl:{out.cvl_reason}"
+            return limit
+
+        return label
 
     def _record(self, bus: can.BusABC) -> None:
         self.recorded += (
@@ -286,9 +569,22 @@ class Chain:
     def elapsed_s(self) -> float:
         return self.clock.now() - self.config.start_hour * 3600.0
 
+    @property
+    def reported_soc_pct(self) -> float | None:
+        """The SoC the inverter shows: received over CAN, or its own estimate (voltage-only)."""
+        if isinstance(self.inverter, VoltageOnlyInverter):
+            return self.inverter.soc_pct
+        seen = self._seen
+        return None if seen is None else seen.soc_pct
+
+    def metrics_dict(self) -> dict[str, float | int | None]:
+        """The run's metrics so far, keyed by METRIC_KEYS."""
+        return self.metrics.to_dict(self.bms.cutoffs)
+
     def sample(self) -> Sample:
         cells = self.pack.cell_voltages(self._current_a)
         seen = self._seen
+        out = self.control_output
         return Sample(
             t_s=self.clock.now(),
             true_soc_pct=self.pack.soc_pct,
@@ -308,6 +604,18 @@ class Chain:
             inverter_online=self.battery_role.inverter_online,
             frames_sent=self.battery_role.frames_sent,
             cutoffs=self.bms.cutoffs,
+            reported_soc_pct=self.reported_soc_pct,
+            ccl_a=None if seen is None else seen.charge_current_a,
+            dcl_a=None if seen is None else seen.discharge_current_a,
+            cvl_v=None if seen is None else seen.charge_voltage_v,
+            bms_ccl_a=self.bms.charge_current_limit_a,
+            bms_dcl_a=self.bms.discharge_current_limit_a,
+            ambient_c=self._ambient_c,
+            mode=None if out is None else out.mode,
+            cvl_reason=None if out is None else out.cvl_reason,
+            ccl_reason=None if out is None else out.ccl_reason,
+            dcl_reason=None if out is None else out.dcl_reason,
+            bms_silent=self.bms_is_silent,
         )
 
     def summary(self) -> Summary:
@@ -396,16 +704,13 @@ class SerialPath:
         )
         self.polls_failed = 0
 
-    def step(self) -> None:
-        role = self.chain.battery_role
+    def read(self) -> tuple[BatteryState | None, str]:
+        """Poll the BMS once; the bridge's output: a state, or None (silence) and why."""
         result = self.driver.poll(self.driver.addresses[0])
         self.polls_failed += result.state is None
         self.bridge.on_reading(self.bridge.packs[0].name, result.state, result.error)
         out = self.bridge.output
-        if out.state is None:
-            role.stop(out.reason)
-        else:
-            role.update(out.state)
+        return out.state, out.reason
 
     def close(self) -> None:
         self.link.close()

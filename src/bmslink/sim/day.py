@@ -7,6 +7,10 @@ no hidden state that depends on how it was sampled before.
 Time ``t_s`` is seconds since the start of the simulation, which is midnight of day 0;
 the daily shapes repeat every 86 400 s. The cloud pattern uses the absolute time, so
 each day has its own (seeded) clouds.
+
+Scenario knobs: ``ambient_offset_c`` shifts the whole temperature curve (a winter day is
+the same shape, colder; the reference gives no seasonal curve, so the shape is kept and
+only the level moves), ``pv_peak_w`` scales the PV bell, ``cloudiness`` dims it.
 """
 
 from __future__ import annotations
@@ -64,13 +68,19 @@ class DayProfile:
         pv_peak_w: float = 7000.0,
         base_load_w: float = 350.0,
         cloudiness: float = 0.0,
+        ambient_offset_c: float = 0.0,
     ) -> None:
         if not 0.0 <= cloudiness <= 1.0:
             raise ValueError(f"cloudiness must be within 0..1, got {cloudiness}")
+        if pv_peak_w < 0.0 or base_load_w < 0.0:
+            raise ValueError("pv_peak_w and base_load_w must not be negative")
+        if not math.isfinite(ambient_offset_c):
+            raise ValueError(f"ambient_offset_c must be finite, got {ambient_offset_c}")
         self.seed = seed
         self.pv_peak_w = pv_peak_w
         self.base_load_w = base_load_w
         self.cloudiness = cloudiness
+        self.ambient_offset_c = ambient_offset_c
 
     @staticmethod
     def hour_of_day(t_s: float) -> float:
@@ -103,10 +113,10 @@ class DayProfile:
         """Outdoor temperature (°C): 12 °C at 05:00 rising to 24 °C at 15:00 and back.
 
         Two half-cosines (10 h rising, 14 h falling) so that both extremes fall at
-        the stated hours with a smooth curve.
+        the stated hours with a smooth curve; ``ambient_offset_c`` is added to both.
         """
         h = self.hour_of_day(t_s)
-        mid = 0.5 * (_T_MIN_C + _T_MAX_C)
+        mid = 0.5 * (_T_MIN_C + _T_MAX_C) + self.ambient_offset_c
         amp = 0.5 * (_T_MAX_C - _T_MIN_C)
         if _T_MIN_H <= h < _T_MAX_H:
             phase = (h - _T_MIN_H) / (_T_MAX_H - _T_MIN_H)  # 0 → 1 while rising
