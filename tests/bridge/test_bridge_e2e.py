@@ -28,6 +28,8 @@ def config(channel: str) -> dict[str, object]:
         "bank": {"series_cells": 16},
         "hardware": {"max_charge_current_a": 150, "max_discharge_current_a": 150},
         "link_loss": {"silent_after_s": 1.0, "safe_hold_s": 1.0, "pack_stale_s": 1.0},
+        # rises reach the sinks at once: recovery timing is tests/control's, not this test's
+        "control": {"current_recovery_hold_s": 0, "current_recovery_a_per_s": 1000},
         "bms": [
             {
                 "name": "jk",

@@ -17,6 +17,7 @@ from bmslink.bms.base import BmsOptions
 from bmslink.bms.registry import BMS_TYPES, protocol_class
 from bmslink.bridge.aggregate import BankSettings, PackSettings
 from bmslink.bridge.core import LinkLossSettings
+from bmslink.control import ControlSettings
 from bmslink.errors import BmslinkError
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import PROFILES
@@ -164,6 +165,9 @@ class BridgeConfig(_Strict):
     link_loss: LinkLossConfig = LinkLossConfig()
     bms: list[BmsConfig] = Field(min_length=1)
     inverter: list[InverterConfig] = Field(min_length=1)
+    #: The charge-control brain (docs/control.md). Left out, ``series_cells`` comes from
+    #: [bank] and the current ceilings from [hardware].
+    control: ControlSettings = ControlSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> BridgeConfig:
@@ -184,6 +188,12 @@ class BridgeConfig(_Strict):
                     f"one poll of {b.name} can take ({worst:g} s: interval + tries x timeout)"
                 )
         self.hardware_limits()  # raises on inconsistent voltages
+        cells = self.control.series_cells
+        if "series_cells" in self.control.model_fields_set and cells != self.bank.series_cells:
+            raise ValueError(
+                f"control.series_cells {cells} differs from bank.series_cells "
+                f"{self.bank.series_cells}: set it once, in [bank]"
+            )
         return self
 
     def hardware_limits(self) -> HardwareLimits:
@@ -195,6 +205,16 @@ class BridgeConfig(_Strict):
             else round(n * h.min_cell_v, 2)
         )
         return HardwareLimits(h.max_charge_current_a, h.max_discharge_current_a, max_v, min_v)
+
+    def control_settings(self) -> ControlSettings:
+        """[control] with what it left out taken from [bank] (cells) and [hardware] (currents)."""
+        given = self.control.model_fields_set
+        fill: dict[str, object] = {"series_cells": self.bank.series_cells}
+        if "max_charge_current_a" not in given:
+            fill["max_charge_current_a"] = self.hardware.max_charge_current_a
+        if "max_discharge_current_a" not in given:
+            fill["max_discharge_current_a"] = self.hardware.max_discharge_current_a
+        return ControlSettings.model_validate({**self.control.model_dump(), **fill})
 
     def link_loss_settings(self) -> LinkLossSettings:
         ll = self.link_loss

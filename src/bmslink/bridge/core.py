@@ -32,6 +32,7 @@ from typing import Literal, Protocol
 
 from bmslink.bridge.aggregate import Bank, BankSettings, PackReading, PackSettings, aggregate
 from bmslink.clock import Clock
+from bmslink.control import Controller, ControlOutput
 from bmslink.limits import HardwareLimits
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent
 from bmslink.state import ALARM_NAMES, BatteryState
@@ -144,7 +145,10 @@ class Bridge:
         *,
         link_loss: LinkLossSettings | None = None,
         sinks: Sequence[Sink] = (),
+        controller: Controller | None = None,
     ) -> None:
+        """``controller``: the charge-control brain between the bank and the sinks (CVL stages,
+        tapers, temperature windows); None passes the bank's own limits on, clamped."""
         names = [p.name for p in packs]
         if len(set(names)) != len(names):
             raise ValueError(f"pack names repeat: {names}")
@@ -162,6 +166,9 @@ class Bridge:
         self.bank: Bank = Bank(None, [])
         self.output = Output("waiting", None, "no BMS has answered yet")
         self.clamped: list[str] = []
+        self.controller = controller
+        #: The controller's last decision (its reasons name the rule that limits each output).
+        self.control: ControlOutput | None = None
         self.events: deque[RoleEvent] = deque(maxlen=EVENT_HISTORY)
         self._notes: list[str] = []
         self._inverter_online: dict[str, bool | None] = {}
@@ -207,6 +214,10 @@ class Bridge:
         self.bank = aggregate(self.pack_readings(), self.bank_settings)
         state = self.bank.state
         self.clamped = []
+        if state is not None and self.controller is not None:
+            read_at = max(self._latest[name].at for name in self.bank.combined)
+            self.control = self.controller.step(state, read_at)
+            state = self.control.apply(state)
         if state is not None:
             state, self.clamped = self.hardware.clamp(state)
         output = self.link_loss.step(state, now)

@@ -29,6 +29,7 @@ from bmslink.bridge.config import (
 from bmslink.bridge.core import Bridge, Sink
 from bmslink.bridge.sinks import CanSink, ModbusSink, PylontechRs485Sink
 from bmslink.clock import Clock, MonotonicClock
+from bmslink.control import Controller
 from bmslink.links.serial_port import SerialLink
 from bmslink.profiles import get_profile
 from bmslink.sim.bms_device import SimulatedBmsDevice, SimulatedPort
@@ -78,6 +79,7 @@ class BridgeRunner:
             self.clock,
             link_loss=config.link_loss_settings(),
             sinks=self.sinks,
+            controller=Controller(config.control_settings(), self.hardware, self.clock),
         )
 
     @property

@@ -157,6 +157,17 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
     state = out.state
     packs = f"{len(bridge.bank.combined)}/{len(bridge.packs)}"
     sinks = {s.name: s.inverter_online for s in bridge.sinks}
+    control = bridge.control
+    limited_by = (
+        None
+        if control is None or state is None
+        else {
+            "mode": control.mode,
+            "cvl": control.cvl_reason,
+            "ccl": control.ccl_reason,
+            "dcl": control.dcl_reason,
+        }
+    )
     if as_json:
         return json.dumps(
             {
@@ -166,6 +177,7 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
                 "packs_combined": bridge.bank.combined,
                 "notes": bridge.bank.notes,
                 "inverter_online": sinks,
+                "control": limited_by,
                 "state": None if state is None else state.to_dict(),
             }
         )
@@ -182,6 +194,11 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
             f"DCL {num(state.discharge_current_a, '.1f')} A "
             f"CVL {num(state.charge_voltage_v, '.2f')} V"
         )
+        if limited_by is not None:
+            body += (
+                f" [{limited_by['mode']}; CVL {limited_by['cvl']}, CCL {limited_by['ccl']}, "
+                f"DCL {limited_by['dcl']}]"
+            )
         if state.alarms:
             body += " ALARMS " + ",".join(state.alarms)
     online = ", ".join(
