@@ -8,6 +8,7 @@ discharges at full power.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bmslink.errors import BmslinkError
@@ -101,6 +102,22 @@ DISCHARGE_STOPPING_ALARMS = frozenset({"low_voltage", "high_discharge_current"})
 NON_STOPPING_ALARMS = frozenset({"cell_imbalance"})
 
 
+def stopped_directions(alarms: Iterable[str]) -> tuple[bool, bool]:
+    """(charging stopped, discharging stopped) by these active alarms.
+
+    A charge-stopping alarm stops charging, a discharge-stopping one discharging, and any
+    other name but ``cell_imbalance`` (a new one included) stops both.
+    """
+    active = set(alarms)
+    if not active:
+        return False, False
+    both = bool(active - CHARGE_STOPPING_ALARMS - DISCHARGE_STOPPING_ALARMS - NON_STOPPING_ALARMS)
+    return (
+        both or bool(active & CHARGE_STOPPING_ALARMS),
+        both or bool(active & DISCHARGE_STOPPING_ALARMS),
+    )
+
+
 def limits_for_alarms(state: BatteryState) -> tuple[BatteryState, list[str]]:
     """Express active alarms as zero current limits, for profiles with no alarm bits.
 
@@ -108,14 +125,11 @@ def limits_for_alarms(state: BatteryState) -> tuple[BatteryState, list[str]]:
     alarm would never reach the inverter unless CCL says 0. ``cell_imbalance``
     alone stops nothing. Returns the state and the keys set to 0.
     """
-    alarms = set(state.alarms or ())
-    if not alarms:
-        return state, []
+    stops_charge, stops_discharge = stopped_directions(state.alarms or ())
     changes: dict[str, float] = {}
-    both = bool(alarms - CHARGE_STOPPING_ALARMS - DISCHARGE_STOPPING_ALARMS - NON_STOPPING_ALARMS)
-    if (both or alarms & CHARGE_STOPPING_ALARMS) and state.charge_current_a != 0:
+    if stops_charge and state.charge_current_a != 0:
         changes["charge_current_a"] = 0.0
-    if (both or alarms & DISCHARGE_STOPPING_ALARMS) and state.discharge_current_a != 0:
+    if stops_discharge and state.discharge_current_a != 0:
         changes["discharge_current_a"] = 0.0
     if not changes:
         return state, []

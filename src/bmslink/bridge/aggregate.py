@@ -22,11 +22,11 @@ Rules (issue 5, and what a pack that drops out must do to the bank):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bmslink.bank import bank_of
-from bmslink.limits import CHARGE_STOPPING_ALARMS, DISCHARGE_STOPPING_ALARMS, NON_STOPPING_ALARMS
+from bmslink.limits import stopped_directions
 from bmslink.state import ALARM_NAMES, BatteryState
 
 
@@ -75,11 +75,10 @@ class Bank:
     blocking_discharge: list[str] = field(default_factory=list)
 
 
-def _stops(alarms: set[str], direction: str) -> bool:
-    """Does an active alarm stop ``direction``? An unknown alarm stops both (limits.py's rule)."""
-    own = CHARGE_STOPPING_ALARMS if direction == "charge" else DISCHARGE_STOPPING_ALARMS
-    other = DISCHARGE_STOPPING_ALARMS if direction == "charge" else CHARGE_STOPPING_ALARMS
-    return bool(alarms & own or alarms - own - other - NON_STOPPING_ALARMS)
+def _stops(alarms: Iterable[str], direction: str) -> bool:
+    """Does an active alarm stop ``direction`` ("charge" or "discharge")?"""
+    charge, discharge = stopped_directions(alarms)
+    return charge if direction == "charge" else discharge
 
 
 def pack_limit(reading: PackReading, direction: str) -> float:
@@ -92,7 +91,7 @@ def pack_limit(reading: PackReading, direction: str) -> float:
     else:
         sent, enabled = state.discharge_current_a, state.discharge_enable
         configured = reading.settings.max_discharge_current_a
-    if enabled is False or _stops(set(state.alarms or ()), direction):
+    if enabled is False or _stops(state.alarms or (), direction):
         return 0.0
     amps = configured if sent is None else min(sent, configured)
     return max(0.0, amps)
@@ -182,8 +181,8 @@ def aggregate(readings: Sequence[PackReading], bank: BankSettings) -> Bank:
         "discharge_current_a": round(discharge, 1),
         "charge_voltage_v": min(cvls) if cvls else bank.charge_voltage_v,
         "discharge_voltage_v": max(dvls) if dvls else bank.discharge_voltage_v,
-        "charge_enable": charge > 0 and not _stops(set(alarms), "charge"),
-        "discharge_enable": discharge > 0 and not _stops(set(alarms), "discharge"),
+        "charge_enable": charge > 0 and not _stops(alarms, "charge"),
+        "discharge_enable": discharge > 0 and not _stops(alarms, "discharge"),
         "alarms": alarms,
         "warnings": sorted(warnings - set(alarms), key=ALARM_NAMES.index),
         "modules": len(packs),

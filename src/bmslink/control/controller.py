@@ -64,19 +64,13 @@ from bmslink.control.currents import DirectionRules, RampedLimit, TemperatureWin
 from bmslink.control.settings import ControlSettings
 from bmslink.control.tables import Table
 from bmslink.control.voltage import ChargeVoltage
-from bmslink.limits import (
-    CHARGE_STOPPING_ALARMS,
-    DISCHARGE_STOPPING_ALARMS,
-    NON_STOPPING_ALARMS,
-    HardwareLimits,
-)
+from bmslink.limits import HardwareLimits, stopped_directions
 from bmslink.state import BatteryState
 
 #: Presented modes: the CVL machine's three and "safe" (stale or no input).
 OUTPUT_MODES: tuple[str, ...] = ("bulk", "absorption", "float", "safe")
 #: Reasons after which a hard rule (over/under-voltage, temperature window) still speaks.
 _DERATING = frozenset({"max", "bms", "cell_voltage", "temperature", "soc"})
-_KNOWN_ALARMS = CHARGE_STOPPING_ALARMS | DISCHARGE_STOPPING_ALARMS | NON_STOPPING_ALARMS
 _isfinite = math.isfinite
 
 
@@ -366,16 +360,8 @@ class Controller:
         self, state: BatteryState, inputs: _Inputs, soc: float | None
     ) -> tuple[float, str, float, str]:
         miscounted, _, cell_max, cell_min, _, t_min, t_max = inputs
-        charge_alarm = discharge_alarm = False
         alarms = state.alarms
-        if alarms:
-            for name in alarms:
-                if name not in _KNOWN_ALARMS:
-                    charge_alarm = discharge_alarm = True
-                elif name in CHARGE_STOPPING_ALARMS:
-                    charge_alarm = True
-                elif name in DISCHARGE_STOPPING_ALARMS:
-                    discharge_alarm = True
+        charge_alarm, discharge_alarm = stopped_directions(alarms) if alarms else (False, False)
         ccl, ccl_reason = self._charge.target(
             cell_max,
             t_min,
