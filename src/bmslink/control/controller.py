@@ -390,12 +390,12 @@ class Controller:
         if ccl_reason in _DERATING and cell_max is not None:
             if cell_max >= self._ovp:
                 ccl, ccl_reason = 0.0, "over_voltage"
-            elif _outside(self._charge_window, t_min, t_max):
+            elif self._charge_window.outside(t_min, t_max):
                 ccl, ccl_reason = 0.0, "temperature"
         if dcl_reason in _DERATING and cell_min is not None:
             if cell_min <= self._uvp:
                 dcl, dcl_reason = 0.0, "under_voltage"
-            elif _outside(self._discharge_window, t_min, t_max):
+            elif self._discharge_window.outside(t_min, t_max):
                 dcl, dcl_reason = 0.0, "temperature"
         return ccl, ccl_reason, dcl, dcl_reason
 
@@ -416,13 +416,6 @@ def _smallest(a: float | None, b: float | None, c: float | None) -> float | None
     if c is not None and (best is None or c < best):
         best = c
     return best
-
-
-def _outside(window: TemperatureWindow, t_min: float | None, t_max: float | None) -> bool:
-    """At or beyond a window limit (unknown counts as outside)."""
-    if t_min is None or t_max is None:
-        return True
-    return t_min <= window.low_c or t_max >= window.high_c
 
 
 def _table(settings: ControlSettings, key: str) -> Table:

@@ -128,11 +128,17 @@ class TemperatureWindow:
         self.hysteresis_k = hysteresis_k
         self.blocked = False
 
+    def outside(self, temp_min_c: float | None, temp_max_c: float | None) -> bool:
+        """At or beyond a limit now, without the latch (unknown counts as outside)."""
+        if temp_min_c is None or temp_max_c is None:
+            return True
+        return temp_min_c <= self.low_c or temp_max_c >= self.high_c
+
     def update(self, temp_min_c: float | None, temp_max_c: float | None) -> bool:
         """Whether the direction is blocked; unknown temperatures leave the latch as it is."""
         if temp_min_c is None or temp_max_c is None:
             return self.blocked
-        if temp_min_c <= self.low_c or temp_max_c >= self.high_c:
+        if self.outside(temp_min_c, temp_max_c):
             self.blocked = True
         elif (
             self.blocked
