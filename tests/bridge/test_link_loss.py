@@ -11,6 +11,7 @@ from bmslink.bridge.aggregate import BankSettings, PackSettings
 from bmslink.bridge.core import Bridge, LinkLoss, LinkLossSettings, safe_state
 from bmslink.bridge.sinks import CanSink
 from bmslink.clock import ManualClock
+from bmslink.control import Controller, ControlSettings
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import InverterRole
@@ -171,3 +172,35 @@ def test_a_keepalive_that_disappears_is_warned(rig: Rig) -> None:
     rig.run(12, answer={"a": True, "b": True}, inverter=False)  # the inverter stops
     assert any(e.kind == "inverter_keepalive_lost" for e in rig.bridge.events)
     assert rig.bridge.output.phase == "normal"  # a warning: the battery side is fine
+
+
+def test_after_link_loss_the_controllers_limits_come_back_through_hold_and_ramp() -> None:
+    """The bridge tells its controller when no pack is usable, so the limits it brings back
+    follow the controller's stale rule (hold, then ramp) instead of jumping to the old value;
+    before the first reading there is nothing to recover from."""
+    clock = ManualClock()
+    settings = ControlSettings(current_recovery_hold_s=30.0, current_recovery_a_per_s=5.0)
+    bridge = Bridge(
+        [PackSettings("a", 100.0, 120.0)],
+        BankSettings(),
+        HW,
+        clock,
+        controller=Controller(settings, HW, clock),
+    )
+    bridge.refresh()  # waiting: the controller is not told anything yet
+    bridge.on_reading("a", pack("a").state)
+    first = bridge.output.state
+    assert first is not None and first.discharge_current_a == 100.0  # no soft start
+    clock.advance(2.0)
+    bridge.on_reading("a", None, "no valid answer")
+    assert bridge.output.phase == "derated" and bridge.control is not None
+    assert bridge.control.mode == "safe"
+    clock.advance(2.0)
+    bridge.on_reading("a", pack("a").state)
+    back = bridge.output.state
+    assert back is not None and back.discharge_current_a == 0.0
+    assert bridge.control is not None and bridge.control.dcl_reason == "recovering"
+    clock.advance(31.0)
+    bridge.on_reading("a", pack("a").state)
+    ramping = bridge.output.state
+    assert ramping is not None and 0.0 < ramping.discharge_current_a < 100.0

@@ -214,10 +214,16 @@ class Bridge:
         self.bank = aggregate(self.pack_readings(), self.bank_settings)
         state = self.bank.state
         self.clamped = []
-        if state is not None and self.controller is not None:
-            read_at = max(self._latest[name].at for name in self.bank.combined)
-            self.control = self.controller.step(state, read_at)
-            state = self.control.apply(state)
+        if self.controller is not None:
+            if state is None:
+                if self.link_loss.last_good is not None:
+                    # the bank was usable and is not now: the controller's stale rule, so its
+                    # limits come back through hold and ramp (before any reading: nothing to do)
+                    self.control = self.controller.step(None)
+            else:
+                read_at = max(self._latest[name].at for name in self.bank.combined)
+                self.control = self.controller.step(state, read_at)
+                state = self.control.apply(state)
         if state is not None:
             state, self.clamped = self.hardware.clamp(state)
         output = self.link_loss.step(state, now)

@@ -46,11 +46,13 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import can
 
+from bmslink.bridge.core import LinkLossSettings
 from bmslink.clock import ManualClock
+from bmslink.control import Controller, ControlOutput, ControlSettings
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole
@@ -61,9 +63,6 @@ from bmslink.sim.inverter import SimInverter, VoltageOnlyInverter, VoltageOnlySe
 from bmslink.sim.pack import Pack
 from bmslink.state import BatteryState
 
-if TYPE_CHECKING:
-    from bmslink.control import Controller, ControlOutput
-
 _channel_numbers = itertools.count()
 
 InverterMode = Literal["comms", "voltage-only"]
@@ -72,8 +71,8 @@ INVERTER_MODES: tuple[str, ...] = ("comms", "voltage-only")
 LINK_KINDS: tuple[str, ...] = ("can", "in-process")
 
 #: After the controller went safe on a silent BMS, the safe state is sent this long before
-#: the chain stops updating the role (the bridge's ``LinkLossSettings.safe_hold_s``).
-SAFE_HOLD_S = 30.0
+#: the chain stops updating the role: the bridge's default hold.
+SAFE_HOLD_S = LinkLossSettings().safe_hold_s
 
 #: The cell voltage ``seconds_cell_above_3v60`` counts time above (V).
 CELL_HIGH_V = 3.60
@@ -416,8 +415,6 @@ class Chain:
         )
 
     def _make_controller(self) -> Controller:
-        from bmslink.control import Controller, ControlSettings
-
         bms = self.bms.settings
         settings = ControlSettings(
             series_cells=self.series_cells,
@@ -436,24 +433,24 @@ class Chain:
         role = self.battery_role
         controller = self.controller
         if self.serial is not None:
+            # the bridge runs the controller, as on a real installation
             state, reason = self.serial.read()
+            self.control_output = self.serial.bridge.control
             if state is None:
-                if controller is not None:
-                    self.control_output = controller.step(None)
                 role.stop(reason)
-                return
-            read_at = now
-        else:
-            self.bms_is_silent = self._silent_at(now)
-            if not self.bms_is_silent:
-                state, read_at = self.bms.state(), now
-                self._last_reading = (state, now)
-            elif self._last_reading is None:
-                return  # silent from the start: nothing was ever read, nothing to send
             else:
-                state, read_at = self._last_reading
-                if controller is None:
-                    return  # no new state: the role's staleness silences the broadcast
+                role.update(state)
+            return
+        self.bms_is_silent = self._silent_at(now)
+        if not self.bms_is_silent:
+            state, read_at = self.bms.state(), now
+            self._last_reading = (state, now)
+        elif self._last_reading is None:
+            return  # silent from the start: nothing was ever read, nothing to send
+        else:
+            state, read_at = self._last_reading
+            if controller is None:
+                return  # no new state: the role's staleness silences the broadcast
         if controller is None:
             role.update(state)
             return
@@ -701,6 +698,7 @@ class SerialPath:
             ),
             hardware,
             chain.clock,
+            controller=chain.controller,
         )
         self.polls_failed = 0
 
