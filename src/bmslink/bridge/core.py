@@ -148,7 +148,9 @@ class Bridge:
         controller: Controller | None = None,
     ) -> None:
         """``controller``: the charge-control brain between the bank and the sinks (CVL stages,
-        tapers, temperature windows); None passes the bank's own limits on, clamped."""
+        tapers, temperature windows); None passes the bank's own limits on, clamped. While
+        no pack is usable it is stepped with nothing (its stale rule), so its limits come
+        back through hold and ramp."""
         names = [p.name for p in packs]
         if len(set(names)) != len(names):
             raise ValueError(f"pack names repeat: {names}")

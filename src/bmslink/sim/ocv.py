@@ -110,24 +110,7 @@ def _check_tables() -> None:
 
 _check_tables()
 
-# Precomputed segment data so that one lookup is a bisect plus one multiply-add:
-# voltage = _BASE_V[i] + (soc - _BASE_SOC[i]) * _SLOPE[i] for segment i; the hysteresis
-# fraction likewise with _H_BASE / _H_SLOPE on the same segments.
-_BASE_SOC: list[float] = list(TABLE_SOC[:-1])
-_BASE_V: list[float] = list(TABLE_V[:-1])
-_SLOPE: list[float] = [
-    (TABLE_V[i + 1] - TABLE_V[i]) / (TABLE_SOC[i + 1] - TABLE_SOC[i])
-    for i in range(len(TABLE_SOC) - 1)
-]
 _H_AT: list[float] = [_interpolate(HYSTERESIS_SOC, HYSTERESIS_FRACTION, s) for s in TABLE_SOC]
-_H_BASE: list[float] = _H_AT[:-1]
-_H_SLOPE: list[float] = [
-    (_H_AT[i + 1] - _H_AT[i]) / (TABLE_SOC[i + 1] - TABLE_SOC[i]) for i in range(len(TABLE_SOC) - 1)
-]
-# Interior breakpoints: bisect_right over these gives the segment index directly.
-_BREAKS: list[float] = list(TABLE_SOC[1:-1])
-_V_MIN: float = TABLE_V[0]
-_V_MAX: float = TABLE_V[-1]
 
 
 class Segments(NamedTuple):
@@ -170,55 +153,45 @@ def hysteresis_segments(plateau_v: float = HYSTERESIS_PLATEAU_V) -> Segments:
     return _segments([plateau_v * f for f in _H_AT])
 
 
+#: The mean curve and the hysteresis shape (fraction of the plateau amplitude) as Segments:
+#: one ``bisect_right`` and a multiply-add per lookup, flat beyond the table's ends.
+_MEAN: Segments = _segments(TABLE_V)
+_SHAPE: Segments = _segments(_H_AT)
+
+
 def ocv(soc: float) -> float:
     """Rested cell OCV (V) on the mean curve for ``soc`` as a fraction; clamped at the ends."""
-    if soc <= SOC_MIN:
-        return _V_MIN
-    if soc >= SOC_MAX:
-        return _V_MAX
-    i = bisect_right(_BREAKS, soc)
-    return _BASE_V[i] + (soc - _BASE_SOC[i]) * _SLOPE[i]
+    breaks, base_x, base_y, slope = _MEAN
+    i = bisect_right(breaks, soc)
+    return base_y[i] + (soc - base_x[i]) * slope[i]
 
 
 def hysteresis_max(soc: float, plateau_v: float = HYSTERESIS_PLATEAU_V) -> float:
     """H_max (V) at ``soc``: ``plateau_v`` times the shape table; 0 at and beyond the ends."""
-    if soc <= SOC_MIN or soc >= SOC_MAX:
-        return 0.0
-    i = bisect_right(_BREAKS, soc)
-    return plateau_v * (_H_BASE[i] + (soc - _BASE_SOC[i]) * _H_SLOPE[i])
+    breaks, base_x, base_y, slope = _SHAPE
+    i = bisect_right(breaks, soc)
+    return plateau_v * (base_y[i] + (soc - base_x[i]) * slope[i])
 
 
 def ocv_many(socs: list[float]) -> list[float]:
     """OCV for each SoC in ``socs``; the same as ``[ocv(s) for s in socs]``, only faster."""
-    breaks, base_soc, base_v, slope = _BREAKS, _BASE_SOC, _BASE_V, _SLOPE
-    lo, hi, v_lo, v_hi = SOC_MIN, SOC_MAX, _V_MIN, _V_MAX
+    breaks, base_x, base_y, slope = _MEAN
     out: list[float] = []
     append = out.append
     for s in socs:
-        if s <= lo:
-            append(v_lo)
-        elif s >= hi:
-            append(v_hi)
-        else:
-            i = bisect_right(breaks, s)
-            append(base_v[i] + (s - base_soc[i]) * slope[i])
+        i = bisect_right(breaks, s)
+        append(base_y[i] + (s - base_x[i]) * slope[i])
     return out
 
 
 def ocv_many_hysteresis(socs: list[float], hs: list[float], plateau_v: float) -> list[float]:
     """``ocv(s) + h * hysteresis_max(s, plateau_v)`` for each pair, in one lookup per cell."""
-    breaks, base_soc, base_v, slope = _BREAKS, _BASE_SOC, _BASE_V, _SLOPE
-    h_base, h_slope = _H_BASE, _H_SLOPE
-    lo, hi, v_lo, v_hi = SOC_MIN, SOC_MAX, _V_MIN, _V_MAX
+    breaks, base_x, base_y, slope = _MEAN
+    h_y, h_slope = _SHAPE.base_y, _SHAPE.slope
     out: list[float] = []
     append = out.append
     for s, h in zip(socs, hs, strict=True):
-        if s <= lo:
-            append(v_lo)
-        elif s >= hi:
-            append(v_hi)
-        else:
-            i = bisect_right(breaks, s)
-            d = s - base_soc[i]
-            append(base_v[i] + d * slope[i] + h * plateau_v * (h_base[i] + d * h_slope[i]))
+        i = bisect_right(breaks, s)
+        d = s - base_x[i]
+        append(base_y[i] + d * slope[i] + h * plateau_v * (h_y[i] + d * h_slope[i]))
     return out
