@@ -106,11 +106,29 @@ class HuntingFramer:
         self._buf.clear()
 
 
-class AsciiReplyFramer:
-    """``~ ... \\r`` frames whose CHKSUM and LENGTH are right (Seplos V2, Pace)."""
+class AsciiFraming:
+    """What the ASCII framers of both directions share: a ``~`` starts a new frame whatever
+    came before it, so silence on the line changes nothing."""
 
     def __init__(self) -> None:
         self._framer = AsciiFramer()
+
+    def idle(self) -> list[bytes]:
+        return []
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    def reset(self) -> None:
+        self._framer.reset()
+
+
+class AsciiReplyFramer(AsciiFraming):
+    """``~ ... \\r`` frames whose CHKSUM and LENGTH are right (Seplos V2, Pace)."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.bad_frames = 0
 
     @property
@@ -128,17 +146,6 @@ class AsciiReplyFramer:
                 continue
             out.append(frame)
         return out
-
-    def idle(self) -> list[bytes]:
-        """Nothing to do: a ``~`` starts a new frame whatever came before it."""
-        return []
-
-    @property
-    def pending(self) -> int:
-        return 0
-
-    def reset(self) -> None:
-        self._framer.reset()
 
 
 def modbus_rtu_length(head: bytes) -> int | None:

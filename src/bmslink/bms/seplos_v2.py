@@ -95,9 +95,9 @@ from bmslink.bms.base import (
     StateSource,
     merge,
 )
-from bmslink.bms.framing import AsciiReplyFramer
+from bmslink.bms.framing import AsciiFraming, AsciiReplyFramer
 from bmslink.errors import DecodeError, EncodeError
-from bmslink.rs485.frame import AsciiFrame, AsciiFramer, FrameError, parse_frame
+from bmslink.rs485.frame import AsciiFrame, FrameError, parse_frame
 from bmslink.rs485.layout import Reader, Word, Writer
 from bmslink.scaling import decimal_places, round_raw
 from bmslink.state import ALARM_NAMES, STATE_KEYS, BatteryState, required
@@ -507,7 +507,7 @@ def read_text(r: Reader, size: int, field_name: str) -> str | None:
 # -- the request framer --------------------------------------------------------------------------
 
 
-class AsciiRequestFramer:
+class AsciiRequestFramer(AsciiFraming):
     """``~ ... \\r`` requests as a device reads them.
 
     A frame that verifies is passed on. One that fails with an error the device
@@ -517,7 +517,7 @@ class AsciiRequestFramer:
     """
 
     def __init__(self, answered: Iterable[int]) -> None:
-        self._framer = AsciiFramer()
+        super().__init__()
         self._answered = frozenset(answered)
         self.bad_frames = 0
         self.noise_bytes = 0  # noise, truncated and oversized candidates
@@ -537,16 +537,8 @@ class AsciiRequestFramer:
             out.append(frame)
         return out
 
-    def idle(self) -> list[bytes]:
-        """Nothing to do: a ``~`` starts a new frame whatever came before it."""
-        return []
-
-    @property
-    def pending(self) -> int:
-        return 0
-
     def reset(self) -> None:
-        self._framer.reset()
+        super().reset()
         self._count_noise()
 
     def _count_noise(self) -> None:
