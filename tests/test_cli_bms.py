@@ -108,6 +108,25 @@ def test_bridge_short_form_runs_a_simulated_bms_to_a_virtual_bus() -> None:
     last = lines[-1]
     assert last["phase"] == "normal" and last["packs_combined"] == ["pack1"]
     assert last["state"]["charge_current_a"] == 100.0  # the short form's per-pack maximum
+    assert last["soc_sources"] == {"pack1": "bms"}
+    assert last["control"]["mode"] == "bulk" and last["control"]["ccl"] == "max"
+
+
+def test_bridge_status_names_a_pack_whose_soc_bmslink_estimates(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        "[hardware]\nmax_charge_current_a = 100\nmax_discharge_current_a = 100\n"
+        '[[bms]]\nname = "rack"\ntype = "jk"\nport = "sim"\nsoc = "estimate"\n'
+        "max_charge_current_a = 50\nmax_discharge_current_a = 50\n"
+        '[[inverter]]\nkind = "can"\nprofile = "pylontech"\ninterface = "virtual"\n'
+        'channel = "cli-bridge-soc"\n'
+    )
+    result = run("bridge", "--config", str(path), "--duration", "2.5", "--status-every", "1")
+    assert result.exit_code == 0, result.output
+    status = [line for line in result.stdout.splitlines() if "| packs 1/1" in line]
+    # seconds after start the estimate has no basis yet (no rest, not full): SoC stays absent
+    assert status and all("| soc rack none:no-basis |" in line for line in status), status
+    assert all(" SoC - % " in line for line in status), status
 
 
 @pytest.mark.parametrize(

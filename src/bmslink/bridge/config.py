@@ -18,6 +18,7 @@ from bmslink.bms.registry import BMS_TYPES, protocol_class
 from bmslink.bridge.aggregate import BankSettings, PackSettings
 from bmslink.bridge.core import LinkLossSettings
 from bmslink.control import ControlSettings
+from bmslink.control.soc import PackSocSettings
 from bmslink.errors import BmslinkError
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import PROFILES
@@ -84,6 +85,20 @@ class BmsConfig(_Strict):
     invert_current: bool = False
     kelvin_offset_raw: float | None = None
     jk_current: Literal["auto", "sign-bit", "offset"] = "auto"
+    #: Where the packs' SoC comes from: "auto" (the BMS's, else bmslink's voltage estimate),
+    #: "estimate" (always bmslink's: for a badly calibrated BMS SoC), "bms" (never estimate).
+    soc: Literal["auto", "estimate", "bms"] = "auto"
+    #: Per pack, for the estimate's coulomb counting when the BMS reports no capacity.
+    capacity_ah: Positive | None = None
+
+    @model_validator(mode="after")
+    def _soc_capacity_used(self) -> BmsConfig:
+        if self.soc == "bms" and self.capacity_ah is not None:
+            raise ValueError(
+                'capacity_ah is used only by the SoC estimate, and soc = "bms" never estimates: '
+                'drop capacity_ah or set soc = "auto"'
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_type(self) -> BmsConfig:
@@ -113,6 +128,10 @@ class BmsConfig(_Strict):
         if len(addresses) == 1:
             return [(addresses[0], self.name)]
         return [(a, f"{self.name}/{a}") for a in addresses]
+
+    def soc_settings(self) -> PackSocSettings:
+        """The SoC source of every pack of this entry."""
+        return PackSocSettings(self.soc, self.capacity_ah)
 
     def pack_settings(self) -> list[PackSettings]:
         return [
@@ -215,6 +234,10 @@ class BridgeConfig(_Strict):
         if "max_discharge_current_a" not in given:
             fill["max_discharge_current_a"] = self.hardware.max_discharge_current_a
         return ControlSettings.model_validate({**self.control.model_dump(), **fill})
+
+    def pack_soc_settings(self) -> dict[str, PackSocSettings]:
+        """Per pack name, where its SoC comes from ([[bms]] ``soc`` and ``capacity_ah``)."""
+        return {name: b.soc_settings() for b in self.bms for _, name in b.pack_names()}
 
     def link_loss_settings(self) -> LinkLossSettings:
         ll = self.link_loss

@@ -21,18 +21,26 @@ bounded; what the inverter acts on are the zero limits, the cleared flags and
 the alarm. After the hold the broadcast stops, so the inverter registers the
 battery as lost instead of hearing old values forever. The first pack that
 answers again brings the bank back at once.
+
+SoC per pack, before aggregation (``bmslink.control.soc.PackSoc``): every good reading of a
+pack feeds that pack's voltage-based estimator at the bridge clock's time, and the pack's
+SoC comes from its BMS or from the estimate as its ``PackSocSettings`` (``soc`` in its
+[[bms]] table) say; without a basis or a capacity it stays None, and the controller refuses
+what needs it. A failed poll feeds nothing. ``soc_sources`` names each pack's source (for
+status), and a ``soc_source`` event tells when a pack's source changes (not its basis).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bmslink.bridge.aggregate import Bank, BankSettings, PackReading, PackSettings, aggregate
 from bmslink.clock import Clock
 from bmslink.control import Controller, ControlOutput
+from bmslink.control.soc import PackSoc, PackSocSettings, SocSettings
 from bmslink.limits import HardwareLimits
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent
 from bmslink.state import ALARM_NAMES, BatteryState
@@ -146,16 +154,23 @@ class Bridge:
         link_loss: LinkLossSettings | None = None,
         sinks: Sequence[Sink] = (),
         controller: Controller | None = None,
+        soc: Mapping[str, PackSocSettings] | None = None,
+        soc_estimator: SocSettings | None = None,
     ) -> None:
         """``controller``: the charge-control brain between the bank and the sinks (CVL stages,
         tapers, temperature windows); None passes the bank's own limits on, clamped. While
         no pack is usable it is stepped with nothing (its stale rule), so its limits come
-        back through hold and ramp."""
+        back through hold and ramp. ``soc``: per pack name, where its SoC comes from (a pack
+        not named: "auto", no configured capacity); ``soc_estimator`` tunes the estimators."""
         names = [p.name for p in packs]
         if len(set(names)) != len(names):
             raise ValueError(f"pack names repeat: {names}")
         if not packs:
             raise ValueError("a bridge needs at least one pack")
+        soc = soc or {}
+        unknown = sorted(set(soc) - set(names))
+        if unknown:
+            raise ValueError(f"soc settings for unknown packs: {unknown}")
         self.packs = list(packs)
         self.bank_settings = bank
         self.hardware = hardware
@@ -176,6 +191,13 @@ class Bridge:
         self._inverter_online: dict[str, bool | None] = {}
         self._last_refresh = float("-inf")
         self._last_push = float("-inf")
+        #: Per pack: its SoC source and estimator (fed before aggregation, in ``on_reading``).
+        self.pack_soc: dict[str, PackSoc] = {
+            p.name: PackSoc(soc.get(p.name), bank.series_cells, soc_estimator) for p in packs
+        }
+        #: Per pack that has answered: where its SoC comes from, "bms", "estimate:BASIS" or
+        #: "none:WHY" (``PackSoc.source``).
+        self.soc_sources: dict[str, str] = {}
 
     # -- in --------------------------------------------------------------------------------------
 
@@ -183,8 +205,21 @@ class Bridge:
         """A pack's poll result; the bank is recomputed and pushed at once."""
         if pack not in self._latest:
             raise KeyError(f"unknown pack {pack!r}")
-        self._latest[pack] = _Latest(state, error, self.clock.now())
+        now = self.clock.now()
+        if state is not None:  # a failed poll feeds nothing: it is not a zero reading
+            state = self._with_soc(pack, state, now)
+        self._latest[pack] = _Latest(state, error, now)
         self.refresh(new_reading=True)
+
+    def _with_soc(self, pack: str, state: BatteryState, now: float) -> BatteryState:
+        """The pack's state with the SoC its settings choose; an event when the source changes."""
+        pack_soc = self.pack_soc[pack]
+        before = pack_soc.kind if pack in self.soc_sources else None
+        state = pack_soc.apply(state, now)
+        self.soc_sources[pack] = pack_soc.source
+        if pack_soc.kind != before:
+            self._event("soc_source", f"{pack}: {pack_soc.describe()}")
+        return state
 
     def on_note(self, pack: str, note: str) -> None:
         """Something a user should know about a good poll (names a firmware did not send)."""

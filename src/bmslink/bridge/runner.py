@@ -80,6 +80,7 @@ class BridgeRunner:
             link_loss=config.link_loss_settings(),
             sinks=self.sinks,
             controller=Controller(config.control_settings(), self.hardware, self.clock),
+            soc=config.pack_soc_settings(),
         )
 
     @property

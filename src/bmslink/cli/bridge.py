@@ -156,6 +156,8 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
     out = bridge.output
     state = out.state
     packs = f"{len(bridge.bank.combined)}/{len(bridge.packs)}"
+    # where a pack's SoC came from, when it is not simply the BMS's own
+    socs = ", ".join(f"{n} {s}" for n, s in bridge.soc_sources.items() if s != "bms")
     sinks = {s.name: s.inverter_online for s in bridge.sinks}
     control = bridge.control
     limited_by = (
@@ -178,6 +180,7 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
                 "notes": bridge.bank.notes,
                 "inverter_online": sinks,
                 "control": limited_by,
+                "soc_sources": bridge.soc_sources,
                 "state": None if state is None else state.to_dict(),
             }
         )
@@ -205,7 +208,8 @@ def status_line(runner: BridgeRunner, now: float, as_json: bool) -> str:
         f"{name}: {'keep-alive ok' if ok else 'no keep-alive' if ok is False else '?'}"
         for name, ok in sinks.items()
     )
-    return f"[{now:8.1f} s] {out.phase:<8} {body} | packs {packs} | {online}"
+    soc_part = f" | soc {socs}" if socs else ""
+    return f"[{now:8.1f} s] {out.phase:<8} {body} | packs {packs}{soc_part} | {online}"
 
 
 def register(app: typer.Typer) -> None:

@@ -69,6 +69,22 @@ Choices where the reference is silent or sources disagree:
 * ``basis`` names what the value rests on: the last event that set or corrected it
   (``"ocv"``, ``"full"``, ``"empty"``) until a current at or above the rest current is
   counted, then ``"coulomb"``.
+
+Feeding it from a pack's readings (``PackSoc``, ``estimate_into``; used by the bridge, meant
+for the simulator too). Choices where the reference is silent:
+
+* Mode "auto" counts the BMS as sending a SoC when the state has ``soc_pct``, or both
+  ``remaining_ah`` and ``capacity_ah`` (the bank derives a SoC from those, as before).
+* The estimator runs in "auto" even while the BMS's SoC is used, so it has a basis at hand
+  when that SoC disappears; in "bms" it is never built.
+* Where the estimate is the source, ``remaining_ah`` is replaced to match it (None while it
+  has none): a distrusted BMS value must not come back through remaining / capacity.
+* Capacity: the state's ``capacity_ah``, else ``installed_capacity_ah``, else the configured
+  one. The estimator keeps the capacity it was built with; a reported capacity more than
+  ``CAPACITY_CHANGE`` (2 %) away restarts it (basis lost: its count was in the wrong unit),
+  and a reading without a capacity keeps the one known.
+* A failed poll is not fed at all (it is not a zero reading): the estimator's own gap rule
+  drops the estimate once readings are missing for longer than ``max_gap_s``.
 """
 
 from __future__ import annotations
@@ -80,6 +96,7 @@ from itertools import pairwise
 from typing import Final, Literal
 
 from bmslink.sim.ocv import HYSTERESIS_PLATEAU_V, TABLE_SOC, TABLE_V, hysteresis_max
+from bmslink.state import BatteryState
 
 SocBasis = Literal["none", "ocv", "coulomb", "full", "empty"]
 
@@ -467,3 +484,158 @@ class VoltageSocEstimator:
                     self._basis = "ocv"
                 return
         self._steep_s = 0.0
+
+
+# -- the glue between a pack's readings and the estimator --------------------------------------
+
+SocMode = Literal["bms", "estimate", "auto"]
+SOC_MODES: Final[tuple[SocMode, ...]] = ("bms", "estimate", "auto")
+
+#: A pack capacity that differs from the estimator's by more than this fraction restarts it.
+CAPACITY_CHANGE: Final[float] = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class PackSocSettings:
+    """Where one pack's SoC comes from: ``mode`` and a capacity for coulomb counting."""
+
+    #: "bms": only the BMS's SoC; "estimate": only bmslink's; "auto": the BMS's when it
+    #: sends one, else bmslink's.
+    mode: SocMode = "auto"
+    #: Used when the BMS reports no capacity of its own.
+    capacity_ah: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in SOC_MODES:
+            raise ValueError(f"soc mode must be one of {', '.join(SOC_MODES)}, not {self.mode!r}")
+        c = self.capacity_ah
+        if c is not None and not (0.0 < c < _FINITE_MAX):
+            raise ValueError(f"capacity_ah must be finite and > 0, not {c!r}")
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and 0.0 < value < _FINITE_MAX else None
+
+
+def state_capacity_ah(state: BatteryState) -> float | None:
+    """The full capacity a state reports: ``capacity_ah``, else ``installed_capacity_ah``."""
+    return _positive(state.capacity_ah) or _positive(state.installed_capacity_ah)
+
+
+def update_from_state(estimator: VoltageSocEstimator, state: BatteryState, now: float) -> None:
+    """Feed one reading; the cell extremes come from ``cells_v`` when not sent separately."""
+    cmin, cmax = state.cell_min_v, state.cell_max_v
+    cells = state.cells_v
+    if cells and all(0.0 < c < _FINITE_MAX for c in cells):
+        cmin = min(cells) if cmin is None else cmin
+        cmax = max(cells) if cmax is None else cmax
+    estimator.update(now, state.voltage_v, state.current_a, cmin, cmax)
+
+
+def estimate_into(state: BatteryState, estimator: VoltageSocEstimator, now: float) -> BatteryState:
+    """Feed ``estimator`` with ``state``; the state with bmslink's SoC in place of the BMS's.
+
+    ``remaining_ah`` follows (estimate × the estimator's capacity), so a BMS value that is
+    not trusted cannot come back through remaining / capacity; both are None while the
+    estimator has no basis.
+    """
+    update_from_state(estimator, state, now)
+    soc = estimator.soc_pct
+    remaining = None if soc is None else round(soc * estimator.capacity_ah / 100.0, 3)
+    return state.merged({"soc_pct": soc, "remaining_ah": remaining})
+
+
+def bms_sends_soc(state: BatteryState) -> bool:
+    """Does the state carry the BMS's own SoC (``soc_pct``, or remaining and full capacity,
+    from which the bank derives one)?"""
+    if state.soc_pct is not None:
+        return True
+    return state.remaining_ah is not None and _positive(state.capacity_ah) is not None
+
+
+class PackSoc:
+    """One pack's SoC source, per its ``PackSocSettings``: the BMS's value or the estimate.
+
+    ``apply`` every reading (never for a failed poll: an absent reading is not a zero one).
+    ``source`` names what the last state's SoC came from: ``"bms"``, ``"estimate:BASIS"``
+    (BASIS as ``VoltageSocEstimator.basis``), or why there is none: ``"none:bms"`` (the BMS
+    sends none and mode is "bms"), ``"none:no-capacity"``, ``"none:no-basis"``.
+    """
+
+    __slots__ = ("estimator", "series_cells", "settings", "soc_settings", "source")
+
+    def __init__(
+        self,
+        settings: PackSocSettings | None = None,
+        series_cells: int = 16,
+        soc_settings: SocSettings | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else PackSocSettings()
+        self.series_cells = series_cells
+        self.soc_settings = soc_settings if soc_settings is not None else SocSettings()
+        self.estimator: VoltageSocEstimator | None = None
+        self.source = "none:no-basis"
+
+    @property
+    def kind(self) -> str:
+        """``source`` without the basis: what a change worth telling the user is about."""
+        return "estimate" if self.source.startswith("estimate:") else self.source
+
+    def apply(self, state: BatteryState, now: float) -> BatteryState:
+        """Feed the estimator (unless mode is "bms"); the state with the SoC ``source`` names."""
+        mode = self.settings.mode
+        if mode == "bms":
+            self.source = "bms" if bms_sends_soc(state) else "none:bms"
+            return state
+        estimator = self._estimator_for(state)
+        if mode == "auto" and bms_sends_soc(state):
+            if estimator is not None:  # kept running: a basis ready when the BMS's SoC stops
+                update_from_state(estimator, state, now)
+            self.source = "bms"
+            return state
+        if estimator is None:
+            self.source = "none:no-capacity"
+            return state.merged({"soc_pct": None, "remaining_ah": None})
+        out = estimate_into(state, estimator, now)
+        basis = estimator.basis
+        self.source = "none:no-basis" if basis == "none" else f"estimate:{basis}"
+        return out
+
+    def _estimator_for(self, state: BatteryState) -> VoltageSocEstimator | None:
+        """The estimator, built on the first known capacity (the state's, else the configured
+        one) and rebuilt when the state reports a different one; a reading without a capacity
+        does not make the known one wrong."""
+        reported = state_capacity_ah(state)
+        est = self.estimator
+        if reported is None:
+            configured = self.settings.capacity_ah
+            if est is None and configured is not None:
+                est = self.estimator = VoltageSocEstimator(
+                    configured, self.series_cells, self.soc_settings
+                )
+            return est
+        if est is None or abs(reported - est.capacity_ah) > CAPACITY_CHANGE * est.capacity_ah:
+            est = self.estimator = VoltageSocEstimator(
+                reported, self.series_cells, self.soc_settings
+            )
+        return est
+
+    def describe(self) -> str:
+        """The current source in words, for a user reading the bridge's events."""
+        source = self.source
+        if source == "bms":
+            return "soc from the BMS"
+        if source.startswith("estimate:"):
+            return f"soc from voltage estimate (basis {source.removeprefix('estimate:')})"
+        if source == "none:bms":
+            return 'no soc: the BMS sends none (soc = "bms" never estimates)'
+        if source == "none:no-capacity":
+            return (
+                "no soc: the voltage estimate needs the pack's capacity and the BMS reports "
+                "none; set capacity_ah for this pack"
+            )
+        s = self.soc_settings
+        return (
+            "no soc yet: the voltage estimate has no basis (it needs a rest of "
+            f"{s.rest_time_s / 60:g} min, a full charge, or a voltage near full or empty)"
+        )
