@@ -127,6 +127,21 @@ def test_demo_command_plain_progress_and_summary():
         "[day 1 03:00] ",
     ]
     assert "summary" in lines and any(line.strip().startswith("BMS cut-offs") for line in lines)
+    # the controller's mode and the rule behind each limit, on every line
+    assert all(" | control bulk, CVL by " in line for line in lines[:3])
+    assert all(", CCL by " in line and ", DCL by " in line for line in lines[:3])
+    assert any(line.strip().startswith("charge held by") for line in lines)
+
+
+def test_summary_says_which_controller_rule_held_the_charge_back():
+    with Chain(ChainConfig(hours=6.0, start_hour=10.0, start_soc_pct=85.0)) as chain:
+        summary = chain.run()
+    held = summary.charge_limited_s
+    # into full on a sunny noon: the controller's taper or voltage held the charge back
+    assert any(k.startswith(("ccl:", "cvl:")) for k in held), held
+    assert all(v > 0 for v in held.values())
+    total = sum(held.values())
+    assert total == pytest.approx(sum(chain.metrics.charge_limited_s.values()), abs=1.0)
 
 
 @pytest.mark.parametrize("name", ["victron", "byd-hvs"])
@@ -158,6 +173,7 @@ def test_demo_live_view_renders():
     result = CliRunner().invoke(app, ["demo", "--hours", "1", "--speed", "0", "--live"])
     assert result.exit_code == 0
     assert "inverter sees" in result.stdout and "summary" in result.stdout
+    assert "controller" in result.stdout and "CCL by" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -330,8 +346,39 @@ def test_voltage_only_inverter_reports_its_own_soc():
         {"bms_silent": ((100.0, 50.0),)},
         {"soc_spread": -0.1},
         {"bms": "jk", "bms_silent": ((0.0, 10.0),)},
+        {"soc": "guess"},
     ],
 )
 def test_bad_chain_configs_are_refused(overrides):
     with pytest.raises(ValueError):
         ChainConfig(**overrides)
+
+
+def test_estimated_soc_is_absent_until_it_has_a_basis_then_follows_the_pack():
+    """``soc="estimate"``: bmslink's own SoC, as a bridge would run it for a BMS without one."""
+    config = ChainConfig(hours=6.0, start_hour=10.0, start_soc_pct=85.0, soc="estimate")
+    with Chain(config) as chain:
+        chain.step()
+        # mid-curve, under load: no basis, no SoC, and a profile that needs one stays silent
+        assert chain.pack_soc.source == "none:no-basis"
+        assert chain.battery_role.state is not None
+        assert chain.battery_role.state.soc_pct is None
+        assert chain.battery_role.halted_reason is not None
+        chain.run()
+        assert chain.pack_soc.source.startswith("estimate:")
+        s = chain.sample()
+        assert s.seen is not None and s.seen.soc_pct is not None
+        # the estimate, not the BMS's value, is what went out
+        assert chain.pack_soc.estimator is not None
+        assert s.seen.soc_pct == pytest.approx(chain.pack_soc.estimator.soc_pct, abs=1.0)
+        assert abs(s.seen.soc_pct - s.true_soc_pct) < 3.0
+        assert chain.bms.cutoffs == 0
+
+
+def test_serial_path_bridge_estimates_soc_too():
+    with Chain(ChainConfig(hours=0.01, bms="jk", soc="estimate")) as chain:
+        chain.run()
+        assert chain.serial is not None
+        assert chain.serial.bridge.soc_sources == {"jk": "none:no-basis"}
+        assert chain.battery_role.state is not None
+        assert chain.battery_role.state.soc_pct is None

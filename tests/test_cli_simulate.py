@@ -86,6 +86,17 @@ def test_voltage_only_shows_a_larger_soc_error_than_comms(reports: dict[str, Any
     )
 
 
+def test_estimated_soc_is_as_close_to_the_truth_as_the_bms_soc(reports: dict[str, Any]) -> None:
+    """A day of bmslink's own SoC (no basis at first, then full and coulomb counting) stays
+    within a few points of the true SoC, as the simulated BMS's own coulomb count does."""
+    runs = reports["soc-estimate"][2]["runs"]
+    estimated, bms = runs["estimated-soc"], runs["bms-soc"]
+    assert estimated["soc_error_max_pct"] is not None
+    assert estimated["soc_error_max_pct"] < 5.0
+    assert estimated["soc_error_mean_pct"] < 2 * bms["soc_error_mean_pct"] + 1.0
+    assert estimated["bms_cutoffs"] == 0
+
+
 def test_winter_charging_was_held_down_by_the_cold(reports: dict[str, Any]) -> None:
     details = reports["winter-cold"][2]["details"]["comms"]
     limited = details["charge_limited_s"]

@@ -53,6 +53,7 @@ import can
 from bmslink.bridge.core import LinkLossSettings
 from bmslink.clock import ManualClock
 from bmslink.control import Controller, ControlOutput, ControlSettings
+from bmslink.control.soc import SOC_MODES, PackSoc, PackSocSettings, SocMode
 from bmslink.limits import HardwareLimits
 from bmslink.profiles import get_profile
 from bmslink.roles import BatteryRole, InverterRole
@@ -135,6 +136,10 @@ class ChainConfig:
     weak_cell: int | None = None
     #: (start, end) clock times in s (since midnight of day 0) while the BMS is silent.
     bms_silent: tuple[tuple[float, float], ...] = ()
+    #: Where the SoC the controller and the inverter get comes from, as a bridge's ``soc``:
+    #: "auto"/"bms" the BMS's own (it always sends one), "estimate" bmslink's voltage-based
+    #: estimate (``bmslink.control.soc.PackSoc``), fed with every reading.
+    soc: SocMode = "auto"
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.hours <= 0 or self.physics_dt_s <= 0:
@@ -151,6 +156,8 @@ class ChainConfig:
             )
         if self.link not in LINK_KINDS:
             raise ValueError(f"link {self.link!r}; known: {', '.join(LINK_KINDS)}")
+        if self.soc not in SOC_MODES:
+            raise ValueError(f"soc {self.soc!r}; known: {', '.join(SOC_MODES)}")
         if self.capacity_spread < 0 or self.soc_spread < 0:
             raise ValueError("capacity_spread and soc_spread must not be negative")
         for start, end in self.bms_silent:
@@ -264,6 +271,9 @@ class Summary:
     bms_cutoffs: int
     cutoff_events: list[str]
     seconds_at_limit: dict[str, float]
+    #: Seconds with PV above the load, by what held the charge current down: the inverter's
+    #: limit and, for "ccl"/"cvl", the controller's rule (``"ccl:cell_voltage"``, ...).
+    charge_limited_s: dict[str, float]
     frames_sent: int
     frames_received: int
     decode_errors: int
@@ -380,6 +390,9 @@ class Chain:
             frame_expiry_s=max(10.0, 3 * cfg.step_s),  # one CAN round per step
         )
         self.controller: Controller | None = self._make_controller() if cfg.control else None
+        #: The pack's SoC source, as the bridge keeps one per pack (direct path only; the
+        #: serial path's bridge has its own).
+        self.pack_soc = PackSoc(PackSocSettings(cfg.soc), self.series_cells)
         #: The controller's latest output (None without a controller or before the first step).
         self.control_output: ControlOutput | None = None
         self.serial: SerialPath | None = None
@@ -443,7 +456,7 @@ class Chain:
             return
         self.bms_is_silent = self._silent_at(now)
         if not self.bms_is_silent:
-            state, read_at = self.bms.state(), now
+            state, read_at = self.pack_soc.apply(self.bms.state(), now), now
             self._last_reading = (state, now)
         elif self._last_reading is None:
             return  # silent from the start: nothing was ever read, nothing to send
@@ -635,6 +648,9 @@ class Chain:
             bms_cutoffs=self.bms.cutoffs,
             cutoff_events=[f"{kind} ({where})" for kind, where in self.bms.events],
             seconds_at_limit={k: v for k, v in inv.seconds_at_limit.items() if v > 0},
+            charge_limited_s={
+                k: round(v, 1) for k, v in sorted(self.metrics.charge_limited_s.items()) if v > 0
+            },
             frames_sent=self.battery_role.frames_sent,
             frames_received=self.inverter_role.frames_received,
             decode_errors=self.inverter_role.decode_errors,
@@ -699,6 +715,7 @@ class SerialPath:
             hardware,
             chain.clock,
             controller=chain.controller,
+            soc={bms_type: PackSocSettings(chain.config.soc)},
         )
         self.polls_failed = 0
 

@@ -21,6 +21,10 @@ Choices the brief and the reference leave open (all assumptions, documented here
 - ``cloudy-week``: cloudiness 0.7 (up to 70 % of clear-sky PV lost), seeded per day.
 - ``voltage-only-vs-comms``: the same days (same seed, same weather) twice, once with an
   inverter that obeys the BMS over CAN, once with one that only sees the voltage.
+- ``soc-estimate``: the same days twice, the second with ``soc = "estimate"`` as a bridge
+  would run it: until the estimate has a basis (a rest, full, or a steep part of the
+  curve) there is no SoC, so the Pylontech broadcast stays silent and the inverter neither
+  charges nor discharges, which is itself the rest that gives the first basis.
 """
 
 from __future__ import annotations
@@ -121,6 +125,13 @@ SCENARIOS: dict[str, Scenario] = {
             "sees the battery voltage (its SoC from voltage, on a flat LFP curve).",
             days=2,
             runs={"comms": {}, "voltage-only": {"inverter_mode": "voltage-only"}},
+        ),
+        Scenario(
+            "soc-estimate",
+            "The same days twice: the inverter shown the BMS's SoC, and bmslink's own estimate "
+            "from voltage and current (for a BMS that sends none, or a badly calibrated one).",
+            days=3,
+            runs={"bms-soc": {}, "estimated-soc": {"soc": "estimate"}},
         ),
     )
 }

@@ -45,8 +45,16 @@ def progress_line(s: Sample) -> str:
         f"{_fmt(s.seen_soc_pct, '%', 0):>6} | {s.voltage_v:5.2f} V {s.current_a:+7.1f} A | "
         f"{limits} | cells {s.cell_min_v:.3f}-{s.cell_max_v:.3f} V | {s.temperature_c:4.1f} C | "
         f"PV {s.pv_w:5.0f} W load {s.load_w:5.0f} W | limit {s.limit} | "
-        f"alarms {alarms or '-'}"
+        f"{control_text(s)} | alarms {alarms or '-'}"
     )
+
+
+def control_text(s: Sample) -> str:
+    """The controller's mode and the rule that sets each limit, e.g.
+    ``control bulk, CVL by bulk, CCL by cell_voltage, DCL by max``."""
+    if s.mode is None:
+        return "control off"
+    return f"control {s.mode}, CVL by {s.cvl_reason}, CCL by {s.ccl_reason}, DCL by {s.dcl_reason}"
 
 
 def live_panel(chain: Chain, s: Sample, soc_history: list[float], wall_s: float) -> RenderableType:
@@ -84,6 +92,7 @@ def live_panel(chain: Chain, s: Sample, soc_history: list[float], wall_s: float)
             f"charge {_flag(seen.charge_enable)}  discharge {_flag(seen.discharge_enable)}  "
             f"force charge {_flag(seen.force_charge)}",
         )
+        grid.add_row("controller", control_text(s))
         alarms = ", ".join(seen.alarms or []) or "[green]none[/]"
         warnings = ", ".join(seen.warnings or []) or "[green]none[/]"
         grid.add_row("alarms", f"{alarms}   warnings: {warnings}")
@@ -137,6 +146,7 @@ def summary_lines(summary: Summary) -> list[str]:
         f"BMS cut-offs       {summary.bms_cutoffs}"
         + (f" ({'; '.join(summary.cutoff_events)})" if summary.cutoff_events else ""),
         f"time at limits     {limit_text or 'none'}",
+        f"charge held by     {held_text(summary.charge_limited_s) or 'nothing'}",
         f"CAN                {summary.frames_sent:,} frames sent, {summary.frames_received:,} "
         f"decoded, {summary.decode_errors} decode errors, {summary.immediate_rounds} immediate "
         f"safety rounds, battery lost {summary.battery_lost_events}×",
@@ -146,6 +156,13 @@ def summary_lines(summary: Summary) -> list[str]:
             f"broadcast halted   {summary.broadcast_halts}×, last: {summary.last_halt_reason}"
         )
     return lines
+
+
+def held_text(held_s: dict[str, float]) -> str:
+    """What held the charge current down while PV exceeded the load, longest first; the
+    controller's rule after the colon (``ccl:cell_voltage 0.4 h``)."""
+    ranked = sorted(((s, k) for k, s in held_s.items() if k != "none"), reverse=True)
+    return ", ".join(f"{name} {seconds / 3600:.1f} h" for seconds, name in ranked)
 
 
 def summary_panel(summary: Summary) -> RenderableType:
