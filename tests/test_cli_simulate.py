@@ -181,3 +181,16 @@ def test_a_failed_write_leaves_neither_files_nor_temporaries(
     written = report_module.write_report(result, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(files)
     assert {p.name: p.read_bytes() for p in written} == files
+
+
+def test_coarse_rounds_carry_a_note_on_the_safety_metrics(tmp_path: Path) -> None:
+    args = ["simulate", "--scenario", "sunny-day", "--days", "1", "--step", "30"]
+    result = runner.invoke(app, [*args, "--report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "note: CAN round every 30 s" in result.stderr and "--step 10 or less" in result.stderr
+    assert "**note**: CAN round every 30 s" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_default_round_carries_no_note(reports: dict[str, Any]) -> None:
+    target = reports["sunny-day"][0]
+    assert "**note**" not in (target / "summary.md").read_text()

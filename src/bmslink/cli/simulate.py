@@ -65,11 +65,21 @@ def simulate_command(
     if report.exists() and not report.is_dir():
         fail(f"--report {report}: exists and is not a directory", code=2)
     try:
-        chosen.configs(days, step)  # bad combinations fail now, not after a simulated week
+        configs = chosen.configs(days, step)  # bad combinations fail now, not after a week
     except ValueError as exc:
         fail(str(exc), code=2)
 
-    from bmslink.sim.report import RunResult, metrics_document, run_scenario, write_report
+    from bmslink.sim.report import (
+        RunResult,
+        metrics_document,
+        resolution_note,
+        run_scenario,
+        write_report,
+    )
+
+    note = resolution_note(next(iter(configs.values())).step_s)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr, flush=True)
 
     def progress(run: RunResult) -> None:
         hours = run.config.hours

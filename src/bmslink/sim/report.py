@@ -57,6 +57,24 @@ from bmslink.sim.scenarios import Scenario
 #: Plot points: one per this many simulated seconds (or per step, if steps are longer).
 TRACE_EVERY_S = 60.0
 
+#: The longest CAN round at which the safety metrics mean what they say: the inverter acts on
+#: new limits once per round, so with 60 s rounds a cell can sit above its threshold for most
+#: of a round before the cut arrives (imbalanced-pack: 35 s above 3.60 V and 3 cut-offs at
+#: 60 s, none at 10 s). A real link sends every second.
+SAFETY_RESOLUTION_S = 10.0
+
+
+def resolution_note(step_s: float) -> str | None:
+    """A warning when ``step_s`` is too coarse for the safety metrics, else None."""
+    if step_s <= SAFETY_RESOLUTION_S:
+        return None
+    return (
+        f"CAN round every {step_s:g} s: the inverter acts on new limits only that often, so "
+        f"the safety metrics (seconds over voltage, cut-offs) overstate what a real link, which "
+        f"sends every second, would allow; use --step {SAFETY_RESOLUTION_S:g} or less for them"
+    )
+
+
 _HOUR = 3600.0
 
 
@@ -248,6 +266,7 @@ def summary_markdown(result: ScenarioResult) -> str:
         f"- {result.days} simulated day(s), CAN round every {result.step_s:g} s, "
         f"physics every {physics_s:g} s, profile `{first.profile}`",
         *(f"- run `{name}`: {_describe_run(run)}" for name, run in result.runs.items()),
+        *([f"- **note**: {note}"] if (note := resolution_note(result.step_s)) else []),
         "",
         "## Metrics",
         "",
