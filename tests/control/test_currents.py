@@ -1,14 +1,15 @@
-"""CCL / DCL: each rule in turn, the recovery hold and ramp, the temperature windows."""
+"""CCL / DCL: each rule in turn, the recovery hold and ramp, the cell holds, the windows."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from bmslink.clock import ManualClock
 from bmslink.control import Controller, ControlSettings
-from bmslink.control.currents import RampedLimit
+from bmslink.control.currents import CellHold, RampedLimit
 from bmslink.limits import HardwareLimits
 from bmslink.state import BatteryState
 
@@ -217,7 +218,7 @@ def test_a_first_reading_at_zero_then_recovers_through_the_hold():
 
 
 def test_a_cut_applies_at_once_and_the_rise_waits_for_the_hold():
-    ctl, clock = make()
+    ctl, clock = make(charge_cell_hold_s=0)  # the live cell: the ramp alone
     assert settled(ctl, clock, reading()).charge_current_a == 100.0
     clock.advance(1)
     out = ctl.step(reading(cells=one_cell(3.41)), clock.now())
@@ -301,6 +302,129 @@ def test_ramped_limit_unit():
     assert limit.update(16, 8, "bms") == (8, "bms")
     limit.cut(20)
     assert limit.update(25, 50, "max") == (0.0, "recovering")
+
+
+# -- the cell-voltage tables read a held cell ---------------------------------------------
+
+
+def test_cell_hold_unit():
+    hold = CellHold(hold_s=10, highest=True)
+    assert hold.update(0, 3.40) == 3.40
+    assert hold.update(4, 3.35) == 3.40  # held
+    assert hold.update(6, 3.38) == 3.40
+    assert hold.update(9.5, None) is None  # nothing read: nothing to say, the window stays
+    assert hold.update(9.9, 3.30) == 3.40
+    assert hold.update(10, 3.30) == 3.38  # 3.40 is 10 s old: the next highest of the window
+    assert hold.update(16, 3.30) == 3.30  # 3.38 (read at 6) is 10 s old too
+    assert hold.update(17, 3.45) == 3.45  # a rise shows at once
+    lowest = CellHold(hold_s=10, highest=False)
+    assert [lowest.update(t, v) for t, v in [(0, 3.0), (5, 3.2), (9, 3.1), (10, 3.2)]] == [
+        3.0,
+        3.0,
+        3.0,
+        3.1,
+    ]
+    assert lowest.update(11, 2.9) == 2.9
+    live = CellHold(hold_s=0, highest=True)
+    assert [live.update(t, v) for t, v in [(0, 3.5), (1, 3.3)]] == [3.5, 3.3]
+    tiny = CellHold(hold_s=1e-9, highest=True)  # now - hold_s == now in floats
+    assert [tiny.update(1e9, v) for v in (3.5, 3.3)] == [3.5, 3.3]
+
+
+def test_cell_hold_keeps_only_what_can_still_be_the_answer():
+    hold = CellHold(hold_s=1e9, highest=True)
+    for t in range(1000):  # rising: each reading makes every older one irrelevant
+        hold.update(float(t), 3.0 + t / 10000)
+    assert len(hold._readings) == 1
+
+
+def test_the_charge_table_reads_the_highest_cell_of_the_hold_window():
+    ctl, clock = make()  # charge_cell_hold_s = 600
+    settled(ctl, clock, reading())
+    clock.advance(1)
+    cut_at = clock.now()
+    out = ctl.step(reading(cells=one_cell(3.41)), cut_at)
+    assert (out.charge_current_a, out.ccl_reason) == (pytest.approx(17.0), "cell_voltage")
+    # the cell relaxes at once; the table keeps reading 3.41 V for the whole window
+    for t in range(1, 600):
+        clock.set(cut_at + t)
+        out = ctl.step(reading(), clock.now())
+        assert (out.charge_current_a, out.ccl_reason) == (pytest.approx(17.0), "cell_voltage")
+    # what the state alone asks for is unchanged: the hold is the controller's memory
+    assert ctl.targets(reading())[:2] == (100.0, "max")
+    clock.set(cut_at + 600)  # the 3.41 V reading is 600 s old: the ramp (its hold long over)
+    out = ctl.step(reading(), clock.now())
+    assert (out.charge_current_a, out.ccl_reason) == (pytest.approx(22.0), "recovering")
+    out = settled(ctl, clock, reading(), seconds=20)
+    assert (out.charge_current_a, out.ccl_reason) == (100.0, "max")
+
+
+def test_a_cut_is_not_delayed_by_the_hold():
+    ctl, clock = make()
+    settled(ctl, clock, reading(cells=one_cell(3.40)))  # 25 A
+    for cell, amps in [(3.41, 17.0), (3.42, 9.0), (3.45, 0.5)]:
+        clock.advance(1)
+        out = ctl.step(reading(cells=one_cell(cell)), clock.now())
+        assert (out.charge_current_a, out.ccl_reason) == (pytest.approx(amps), "cell_voltage")
+    # and the hard rule reads the live cell, whatever is held
+    clock.advance(1)
+    out = ctl.step(reading(cells=one_cell(3.65)), clock.now())
+    assert (out.charge_current_a, out.ccl_reason) == (0.0, "over_voltage")
+    clock.advance(1)
+    out = ctl.step(reading(cells=one_cell(3.30)), clock.now())
+    assert (out.charge_current_a, out.ccl_reason) == (0.0, "cell_voltage")  # the table at 3.65
+
+
+def test_a_reading_without_cells_refuses_and_the_window_survives_it_and_stale_input():
+    ctl, clock = make(charge_cell_hold_s=120)
+    settled(ctl, clock, reading())
+    clock.advance(1)
+    spike_at = clock.now()
+    out = ctl.step(reading(cells=one_cell(3.41)), clock.now())
+    assert out.charge_current_a == pytest.approx(17.0)
+    clock.advance(1)
+    out = ctl.step(reading(cells_v=None, cell_min_v=3.3), clock.now())
+    assert (out.charge_current_a, out.ccl_reason) == (0.0, "missing:cell_max_v")
+    clock.advance(30)
+    assert ctl.step(reading(), spike_at).mode == "safe"  # stale: both limits 0
+    clock.set(spike_at + 119)  # the restart's hold is over; 3.41 V still counts
+    out = ctl.step(reading(), clock.now())
+    assert (out.charge_current_a, out.ccl_reason) == (pytest.approx(17.0), "cell_voltage")
+    clock.set(spike_at + 200)
+    out = settled(ctl, clock, reading(), seconds=60)
+    assert (out.charge_current_a, out.ccl_reason) == (100.0, "max")
+
+
+def test_the_discharge_hold_is_off_by_default_and_works_when_set():
+    dip = reading(cells=[2.90] + [3.3] * 15)
+    ctl, clock = make()
+    settled(ctl, clock, reading())
+    clock.advance(1)
+    assert ctl.step(dip, clock.now()).discharge_current_a == pytest.approx(0.5)
+    out = settled(ctl, clock, reading(), seconds=40)
+    assert (out.discharge_current_a, out.dcl_reason) == (pytest.approx(50.5), "recovering")
+
+    ctl, clock = make(discharge_cell_hold_s=120)
+    settled(ctl, clock, reading())
+    clock.advance(1)
+    dip_at = clock.now()
+    assert ctl.step(dip, clock.now()).discharge_current_a == pytest.approx(0.5)
+    out = settled(ctl, clock, reading(), seconds=119)
+    assert (out.discharge_current_a, out.dcl_reason) == (pytest.approx(0.5), "cell_voltage")
+    # 0.5 A is below the recovery threshold, so the ramp's own hold counts from the
+    # window's last second: 30 s more, then 5 A/s
+    clock.set(dip_at + 120)
+    out = ctl.step(reading(), clock.now())
+    assert (out.discharge_current_a, out.dcl_reason) == (pytest.approx(0.5), "recovering")
+    clock.set(dip_at + 150)
+    assert ctl.step(reading(), clock.now()).discharge_current_a == pytest.approx(5.5)
+
+
+@pytest.mark.parametrize("key", ["charge_cell_hold_s", "discharge_cell_hold_s"])
+@pytest.mark.parametrize("value", [-1.0, 3601.0, math.nan])
+def test_hold_settings_are_validated(key, value):
+    with pytest.raises(ValidationError, match=key):
+        ControlSettings(**{key: value})
 
 
 # -- temperature windows with hysteresis ----------------------------------------------

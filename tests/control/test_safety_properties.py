@@ -4,8 +4,9 @@ What must hold whatever a BMS sends, in whatever order and at whatever pace:
 no charge current at or above cell OVP or outside the charge window, no
 discharge current at or below cell UVP or outside the discharge window, limits
 within the configured and hardware maxima, a CVL that is never 0, the safe
-output for stale input, and derating that never gives more current closer to
-a limit.
+output for stale input, derating that never gives more current closer to
+a limit, and cell holds that never delay a cut nor let a limit above the table
+at any cell of their window.
 
 The "effective" temperatures below restate the documented input rule
 (cell_temp_min_c / cell_temp_max_c, else the temperatures_c list, else
@@ -45,6 +46,8 @@ SETTINGS = [
         current_recovery_a_per_s=1000,
         cvl_recovery_hold_s=0,
         absorption_time_s=5,
+        charge_cell_hold_s=45,
+        discharge_cell_hold_s=120,
     ),
     # permissive tables: only the hard rules stand between the cells and current
     ControlSettings(
@@ -412,3 +415,70 @@ def test_limits_never_rise_towards_either_temperature_edge(base, s, offset, cell
         for index in (0, 2):
             limits = [t[index] for t in path]
             assert limits == sorted(limits, reverse=True)
+
+
+# -- the cell-voltage tables read the extreme of their hold window ------------------------
+
+# No ramp and no ramp hold in two of them: nothing else keeps a limit from rising at once,
+# so only the cell hold stands between a relaxed cell and the current that spiked it.
+HOLD_SETTINGS = [
+    ControlSettings(),
+    ControlSettings(
+        charge_cell_hold_s=60,
+        discharge_cell_hold_s=90,
+        current_recovery_hold_s=0,
+        current_recovery_a_per_s=1000,
+        table_mode="step",
+    ),
+    ControlSettings(
+        charge_cell_hold_s=300,
+        discharge_cell_hold_s=300,
+        current_recovery_hold_s=0,
+        current_recovery_a_per_s=1000,
+    ),
+]
+HOLD_STEP = st.tuples(
+    st.one_of(st.integers(0, 60), st.integers(0, 700)),  # seconds since the previous step
+    st.integers(3300, 3520),  # highest cell, mV: across the charge table's taper
+    st.integers(2850, 3250),  # lowest cell, mV: across the discharge table's taper
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(HOLD_STEP, min_size=1, max_size=30), st.sampled_from(HOLD_SETTINGS))
+def test_cell_holds_never_delay_a_cut_nor_allow_more_than_their_window(steps, s):
+    """CCL ≤ the charge table at every highest cell read in the last charge_cell_hold_s, and
+    ≤ what the live reading alone allows (a cut is never delayed); DCL alike."""
+    clock = ManualClock()
+    ctl = Controller(s, HardwareLimits.for_cells(N, 300, 300), clock)
+    charge_table = s.table("charge_cell_voltage_table")
+    discharge_table = s.table("discharge_cell_voltage_table")
+    assert charge_table is not None and discharge_table is not None
+    seen: list[tuple[float, float, float]] = []
+    for dt, high_mv, low_mv in steps:
+        clock.advance(dt)
+        now = clock.now()
+        high, low = high_mv / 1000, low_mv / 1000
+        cells = [low] + [3.30] * (N - 2) + [high]
+        state = BatteryState(
+            voltage_v=sum(cells),
+            soc_pct=50.0,
+            cells_v=cells,
+            cell_temp_min_c=25.0,
+            cell_temp_max_c=25.0,
+            charge_enable=True,
+            discharge_enable=True,
+            alarms=[],
+        )
+        out = ctl.step(state, now)
+        seen.append((now, high, low))
+        live_ccl, _, live_dcl, _ = ctl.targets(state)
+        assert out.charge_current_a <= live_ccl
+        assert out.discharge_current_a <= live_dcl
+        for at, was_high, was_low in seen:
+            if at > now - s.charge_cell_hold_s:
+                assert out.charge_current_a <= s.max_charge_current_a * charge_table(was_high)
+            if at > now - s.discharge_cell_hold_s:
+                assert out.discharge_current_a <= s.max_discharge_current_a * discharge_table(
+                    was_low
+                )

@@ -36,6 +36,10 @@ Choices where the reference is silent:
   absent is taken from temperatures_c (which may include MOSFET or ambient
   sensors: the safe side), else from temperature_c. Coldest above warmest: the
   two are swapped.
+- The cell-voltage tables read the highest cell of the last
+  ``charge_cell_hold_s`` and the lowest of the last ``discharge_cell_hold_s``
+  (``CellHold``: no 0 <-> 35 A cycling near full); the hard over/under-voltage
+  rules and the CVL read the live cells, and ``targets`` reads the state alone.
 - Alarms: a CHARGE_STOPPING alarm zeroes CCL, a DISCHARGE_STOPPING one DCL, any
   other alarm not in NON_STOPPING both (as ``limits_for_alarms``); warnings
   stop nothing.
@@ -60,7 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bmslink.clock import Clock
-from bmslink.control.currents import DirectionRules, RampedLimit, TemperatureWindow
+from bmslink.control.currents import CellHold, DirectionRules, RampedLimit, TemperatureWindow
 from bmslink.control.settings import ControlSettings
 from bmslink.control.tables import Table
 from bmslink.control.voltage import ChargeVoltage
@@ -182,6 +186,8 @@ class Controller:
             s.current_recovery_hold_s,
             s.current_recovery_a_per_s,
         )
+        self._charge_hold = CellHold(s.charge_cell_hold_s, highest=True)
+        self._discharge_hold = CellHold(s.discharge_cell_hold_s, highest=False)
         self._voltage = ChargeVoltage(s)
         self._force = False
         self._full_seen = False
@@ -207,7 +213,12 @@ class Controller:
         inputs = self._inputs(state)
         miscounted, cell_sum, cell_max, cell_min, excess, t_min, t_max = inputs
         soc = _finite(state.soc_pct)
-        ccl_target, ccl_reason, dcl_target, dcl_reason = self._targets(state, inputs, soc)
+        # the cell tables read the held extremes (never less extreme than the live ones)
+        held = (
+            self._charge_hold.update(now, inputs[2]),
+            self._discharge_hold.update(now, inputs[3]),
+        )
+        ccl_target, ccl_reason, dcl_target, dcl_reason = self._targets(state, inputs, soc, held)
 
         # the windows' latches keep a direction blocked until back inside by the hysteresis
         if self._charge_window.update(t_min, t_max) and ccl_reason in _DERATING:
@@ -272,7 +283,7 @@ class Controller:
         )
 
     def targets(self, state: BatteryState) -> tuple[float, str, float, str]:
-        """The CCL and DCL this state alone asks for, with reasons: no latch, ramp or clamp."""
+        """The CCL and DCL this state alone asks for, with reasons: no latch, hold, ramp, clamp."""
         return self._targets(state, self._inputs(state), _finite(state.soc_pct))
 
     # -- internals --------------------------------------------------------------
@@ -357,13 +368,22 @@ class Controller:
         return miscounted, cell_sum, cell_max, cell_min, excess, t_min, t_max
 
     def _targets(
-        self, state: BatteryState, inputs: _Inputs, soc: float | None
+        self,
+        state: BatteryState,
+        inputs: _Inputs,
+        soc: float | None,
+        held: tuple[float | None, float | None] | None = None,
     ) -> tuple[float, str, float, str]:
+        """``held``: the (highest, lowest) cell the tables read instead of the live ones.
+
+        The hard rules below always read the live cells.
+        """
         miscounted, _, cell_max, cell_min, _, t_min, t_max = inputs
+        table_max, table_min = (cell_max, cell_min) if held is None else held
         alarms = state.alarms
         charge_alarm, discharge_alarm = stopped_directions(alarms) if alarms else (False, False)
         ccl, ccl_reason = self._charge.target(
-            cell_max,
+            table_max,
             t_min,
             t_max,
             soc,
@@ -372,7 +392,7 @@ class Controller:
             charge_alarm,
         )
         dcl, dcl_reason = self._discharge.target(
-            cell_min,
+            table_min,
             t_min,
             t_max,
             soc,

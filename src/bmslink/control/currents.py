@@ -19,6 +19,14 @@ Pieces, all pure or with explicit state and time:
   the recovery threshold, and until ``current_recovery_hold_s`` have passed
   since the last cut, then ramps at ``current_recovery_a_per_s``; while held or
   ramping the reason is "recovering".
+- ``CellHold``: what a cell-voltage table reads. The charge table is loop
+  gain > 1 near full: a cut drops the current, the highest cell falls back by
+  I·R plus its RC relaxation, the table allows more, the ramp brings the
+  current back and the cell spikes again (CCL 0 <-> ~35 A every few minutes in
+  the simulator). The table therefore reads the highest cell of the last
+  ``charge_cell_hold_s`` (the lowest, for discharge, of the last
+  ``discharge_cell_hold_s``): a rise needs a whole quiet window, a cut still
+  follows the live value at once (the live reading is part of the window).
 
 Choices where the reference is silent: the hold counts from the last cut (a cut
 of any size re-arms it; an unchanged limit does not), so a noisy table near
@@ -29,11 +37,25 @@ DCL = 0, which shuts an off-grid inverter down, every time the bridge starts)
 and counts as a cut only when at or below the threshold; after stale input
 both limits restart from 0 through the hold and the ramp; a BMS limit that is
 negative or not a number counts as 0.
+
+For ``CellHold`` (the reference has no such smoothing; dbus-serialbattery shows
+the same cycling): a plain window maximum, no decay and no margin, because in
+the closed-loop simulator a 300-900 s window removed the cycling as well as a
+decaying peak with a hysteresis band did, and a window puts a hard bound on
+how long one reading counts (a single bogus 3.6 V reading costs at most one
+window of charging; with an unbounded decaying peak it cost 1 kWh of a day). The
+window is in controller time (``step``'s clock), readings with no cell value
+add nothing and keep what is held (the rule refuses on them anyway), and stale
+input keeps the window: it empties by time alone. The discharge hold is off by
+default: the default discharge table does not cycle in the simulator, and a
+held dip under a surge load would hold DCL low for a whole window, which an
+off-grid inverter feels at once.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from bmslink.control.tables import Table
@@ -195,3 +217,46 @@ class RampedLimit:
         if value >= target:
             return value, reason
         return value, "recovering"
+
+
+class CellHold:
+    """The most extreme cell voltage of the last ``hold_s`` seconds, towards a limit.
+
+    ``highest`` True (charge) holds the maximum, False (discharge) the minimum.
+    Why: the cell-voltage tables read the loaded voltage, and a table that reads
+    only the live value lets the current back up as soon as a cut has let the
+    cell relax, which re-creates the spike that caused the cut. The live reading
+    is always part of the window, so a cut is never delayed; a rise waits until
+    the reading that caused the cut is ``hold_s`` old. ``hold_s`` 0 is the live
+    value.
+    """
+
+    __slots__ = ("_readings", "_sign", "hold_s")
+
+    def __init__(self, hold_s: float, highest: bool) -> None:
+        self.hold_s = hold_s
+        self._sign = 1.0 if highest else -1.0
+        # (time, sign × voltage), times ascending, values strictly descending: an
+        # older reading no more extreme than a newer one can never be the answer again
+        self._readings: deque[tuple[float, float]] = deque()
+
+    def update(self, now: float, cell_v: float | None) -> float | None:
+        """The value the table reads at ``now`` with ``cell_v`` read; None when ``cell_v`` is.
+
+        A missing reading returns None (the rule then refuses) and leaves the window
+        as it is, so an earlier peak still counts when readings come back.
+        """
+        if cell_v is None:
+            return None
+        if not self.hold_s > 0.0:
+            return cell_v
+        sign = self._sign
+        value = sign * cell_v
+        readings = self._readings
+        while readings and readings[-1][1] <= value:
+            readings.pop()
+        readings.append((now, value))
+        oldest = now - self.hold_s
+        while len(readings) > 1 and readings[0][0] <= oldest:  # the live one always stays
+            readings.popleft()
+        return sign * readings[0][1]

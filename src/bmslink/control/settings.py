@@ -20,6 +20,11 @@ documented in docs/control.md):
   DVL, and inverters read a CVL far below the pack voltage as over-voltage.
 - Temperature windows 0..55 °C (charge) and −10..55 °C (discharge): where the
   default tables reach 0, so the window only adds the latch with hysteresis.
+- ``charge_cell_hold_s`` 600 s: the charge cell-voltage table reads the
+  highest cell of the last 10 minutes, so the CCL does not cycle near full
+  (300 s was enough in the simulator, whose cells relax within a minute; real
+  cells relax more slowly). ``discharge_cell_hold_s`` 0 (off): the default
+  discharge table does not cycle, and a held dip would cut DCL for a window.
 - Tables must derate monotonically (charge by cell voltage falls as the
   voltage rises, discharge falls as it falls, temperature rises then falls,
   SoC tables alike): a table that allows more current closer to a limit is
@@ -217,6 +222,20 @@ class ControlSettings(BaseModel):
     )
     current_recovery_a_per_s: float = Field(
         5.0, gt=0, description="Ramp rate of a rising current limit (A/s)."
+    )
+    charge_cell_hold_s: float = Field(
+        600.0,
+        ge=0,
+        le=3600,
+        description="The charge cell-voltage table reads the highest cell of this many "
+        "seconds back (s); 0 = the live value.",
+    )
+    discharge_cell_hold_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="The discharge cell-voltage table reads the lowest cell of this many "
+        "seconds back (s); 0 = the live value.",
     )
 
     # -- SoC-based flags -----------------------------------------------------
