@@ -12,6 +12,30 @@ Simplifications (documented, deliberate): no conversion losses, no grid charging
 (``force_charge`` is not acted upon), PV beyond the rating is not clipped separately
 from the battery power (the rating limits the battery power only).
 
+CV regulation. A real inverter holds the terminal voltage at CVL with a PI loop running
+in milliseconds; it does not know the OCV. Stepped at 1–10 s, the model needs two things
+a fast loop gets for free, and the reference is silent on both (our choices):
+
+- A gain that suits the battery: the integrator's gain is capped at half the inverse of
+  the dynamic resistance dV/dI, which grows tenfold and more at the top knee. The
+  resistance is fitted by least squares over the last ``RESISTANCE_WINDOW_STEPS`` steps
+  as ΔV = R·ΔI + d·Δt, i.e. together with a drift d: at a held current the voltage keeps
+  moving (OCV hysteresis, the RC pair, the knee rising with SoC), and a plain ΔV/ΔI
+  between two steps reads that drift as resistance (huge or negative when ΔI is small).
+  The fit is used only when the current varied across the window (beyond what a drift
+  would explain) and its standard error is at most ``RESISTANCE_MAX_RELATIVE_ERROR`` of
+  the value; otherwise the last estimate stands. Before the window holds three steps, a
+  fresh inverter uses ΔV/ΔI of the last step, as before. Clamped to 2 mΩ…100 Ω. The
+  ΔI are the inverter's own commands (as before), not the current the BMS let through.
+- Anticipation of a rising voltage: the drift (what ΔV left after R·ΔI, per second) is
+  assumed to go on over the next step, and the current is lowered by the rise it would
+  bring past the target, divided by R — what a fast loop does continuously as the
+  voltage creeps up. Only a rise seen on two steps running counts (the smaller of the
+  two): a one-off jump, such as the resistance of a pack that suddenly went cold, is
+  not a drift. A falling drift never raises the current. Only near the target does this
+  matter: far below it, the predicted rise stays short of the target and nothing is
+  taken off.
+
 ``VoltageOnlyInverter`` is the same inverter with its battery type set to "lithium /
 user-defined voltage", i.e. what an inverter does with no BMS communication at all: a
 bulk → absorption → float charger on fixed voltages, a low-voltage cut-off, and a SoC
@@ -60,6 +84,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -89,6 +114,17 @@ DVL_RESTART_MARGIN_PER_CELL_V = 0.125
 
 _J_PER_KWH = 3.6e6
 
+#: Steps the CV loop's resistance fit looks back over (see the module docstring).
+RESISTANCE_WINDOW_STEPS = 5
+#: The fit is used only when its standard error is at most this fraction of its value.
+RESISTANCE_MAX_RELATIVE_ERROR = 0.25
+#: ... and the current varied by at least this much (A, root-sum-square) beyond a drift-like ramp.
+_MIN_CURRENT_SPREAD_A = 0.001
+#: A single step's ΔV/ΔI (start-up only) needs at least this current change (A).
+_MIN_CURRENT_STEP_A = 0.01
+_R_MIN_OHM = 0.002
+_R_MAX_OHM = 100.0
+
 
 class SimInverter:
     """Self-consumption: battery power = PV − load, within the rating and the BMS limits."""
@@ -116,10 +152,19 @@ class SimInverter:
         #: The last command returned by ``decide`` (A, + = charge).
         self.last_command_a = 0.0
         self._dvl_stopped = False
-        # Dynamic resistance seen at the terminals, estimated from the last two
-        # operating points; it caps the CV loop's gain (see _charge).
+        # Dynamic resistance seen at the terminals and the voltage drift at a held
+        # current, fitted over the last steps; they set the CV loop's gain and
+        # anticipation (module docstring, _cv_ceiling).
         self._r_est_ohm = 0.05
+        # Drift (V/s) over the last step and the one before (what R·ΔI did not explain).
+        self._drift_v_per_s = 0.0
+        self._previous_drift_v_per_s = 0.0
+        # (command, voltage) at the last reading, and the length of the step after it.
         self._last_point: tuple[float, float] | None = None
+        self._last_step_s: float | None = None
+        self._next_step_s = 0.0
+        # (ΔI, Δt, ΔV) of the last steps, oldest first.
+        self._steps: deque[tuple[float, float, float]] = deque(maxlen=RESISTANCE_WINDOW_STEPS)
         self.energy_in_kwh = 0.0
         self.energy_out_kwh = 0.0
         self.grid_import_kwh = 0.0
@@ -139,27 +184,77 @@ class SimInverter:
         """The battery current (A, + = charge) to drive for the next step.
 
         ``seen`` is the latest state received from the BMS (None: link lost → 0 A).
-        ``dt_s`` is accepted for interface symmetry; the CV loop works per step.
+        ``dt_s`` is how long the command will be held: the CV loop anticipates the
+        voltage drift over it.
         """
-        self._estimate_resistance(battery_voltage_v)
+        self._observe(battery_voltage_v, dt_s)
         cmd, limit = self._decide(seen, pv_w, load_w, battery_voltage_v)
         self.last_limit = limit
         self.last_command_a = cmd
         return cmd
 
-    def _estimate_resistance(self, volts: float) -> None:
-        """dV/dI between the last two commands, when they differ enough to tell."""
-        point = (self.last_command_a, volts)
-        last = self._last_point
+    def _forget_steps(self) -> None:
+        """Drop the step history (a reading was unusable): the next step starts afresh."""
+        self._last_point = None
+        self._last_step_s = None
+        self._steps.clear()
+        self._drift_v_per_s = self._previous_drift_v_per_s = 0.0
 
-        self._last_point = point
-        if last is None:
+    def _observe(self, volts: float, dt_s: float) -> None:
+        """Record the step that just ended and refit resistance and drift from it.
+
+        The reading was taken under the previous command, held for the previous ``dt_s``.
+        """
+        step_ok = math.isfinite(dt_s) and dt_s > 0.0
+        self._next_step_s = dt_s if step_ok else 0.0
+        if not math.isfinite(volts):
+            self._forget_steps()
             return
-        di = point[0] - last[0]
-        if abs(di) >= 0.01:
-            r = (point[1] - last[1]) / di
-            if r > 0.0:
-                self._r_est_ohm = min(100.0, max(0.002, r))
+        last, elapsed = self._last_point, self._last_step_s
+        self._last_point = (self.last_command_a, volts)
+        self._last_step_s = dt_s if step_ok else None
+        self._previous_drift_v_per_s = self._drift_v_per_s
+        if last is None or elapsed is None:
+            self._drift_v_per_s = 0.0
+            return
+        di = self.last_command_a - last[0]
+        dv = volts - last[1]
+        self._steps.append((di, elapsed, dv))
+        self._fit_resistance(di, dv)
+        # What the resistance does not explain: the drift, assumed to go on (_cv_ceiling).
+        self._drift_v_per_s = (dv - self._r_est_ohm * di) / elapsed
+
+    def _fit_resistance(self, di: float, dv: float) -> None:
+        """Least squares ΔV = R·ΔI + d·Δt over the window; keep R only if it is well told.
+
+        R is told apart from the drift d only by how ΔI varies across the window beyond
+        a ramp proportional to Δt (``spread``, the Schur complement of the normal
+        equations); its standard error is sigma / sqrt(spread).
+        """
+        steps = self._steps
+        n = len(steps)
+        if n < 3:  # too few steps for a fit with a residual: the last step alone
+            if abs(di) >= _MIN_CURRENT_STEP_A and dv / di > 0.0:
+                self._r_est_ohm = min(_R_MAX_OHM, max(_R_MIN_OHM, dv / di))
+            return
+        sii = sit = stt = siv = stv = 0.0
+        for i, t, v in steps:
+            sii += i * i
+            sit += i * t
+            stt += t * t
+            siv += i * v
+            stv += t * v
+        spread = sii - sit * sit / stt
+        if not spread >= _MIN_CURRENT_SPREAD_A * _MIN_CURRENT_SPREAD_A:
+            return
+        r = (siv - sit * stv / stt) / spread
+        if not r > 0.0:
+            return
+        d = (stv - r * sit) / stt
+        sse = sum((v - r * i - d * t) ** 2 for i, t, v in steps)
+        if sse / (n - 2) > (RESISTANCE_MAX_RELATIVE_ERROR * r) ** 2 * spread:
+            return
+        self._r_est_ohm = min(_R_MAX_OHM, max(_R_MIN_OHM, r))
 
     def _decide(
         self,
@@ -196,11 +291,20 @@ class SimInverter:
         falls by gain × overshoot each step and recovers the same way below the target.
         The gain is capped at half the inverse of the battery's dynamic resistance: at
         the top knee that resistance grows tenfold, and a fixed gain then makes the loop
-        flip between 0 A and full current on alternate steps.
+        flip between 0 A and full current on alternate steps. A rising drift is taken
+        off in advance (the part of next step's rise that would pass the target, / R):
+        at a held current the voltage climbs on (the knee steepens as the cells fill),
+        and an integrator alone trails that ramp by about twice one step's rise.
         """
         prev = self.last_command_a if self.last_command_a > 0.0 else 0.0
-        gain = min(self.cv_gain_a_per_v, 0.5 / self._r_est_ohm)
-        return prev - gain * (volts - target_v)
+        r = self._r_est_ohm
+        gain = min(self.cv_gain_a_per_v, 0.5 / r)
+        # a rise seen on two steps running, and only the part that would pass the target
+        rise = min(self._drift_v_per_s, self._previous_drift_v_per_s) * self._next_step_s
+        anticipated = min(rise, volts + rise - target_v)
+        if anticipated < 0.0:
+            anticipated = 0.0
+        return prev - gain * (volts - target_v) - anticipated / r
 
     def _charge(
         self, seen: BatteryState, want_a: float, volts: float, limit: str
@@ -458,6 +562,7 @@ class VoltageOnlyInverter(SimInverter):
         volts = battery_voltage_v
         if not (math.isfinite(volts) and volts > 0.0):
             # No usable measurement: nothing to steer on, so drive nothing.
+            self._forget_steps()
             self._soc_pct = None
             self.last_limit = "none"
             self.last_command_a = 0.0
