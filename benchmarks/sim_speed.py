@@ -8,8 +8,9 @@ round and one physics step per simulated second), over the ``virtual`` CAN bus a
 over the in-process link (``ChainConfig(link="in-process")``: the same roles and the
 same profile encoding and decoding, frames passed through a plain in-memory queue
 instead of python-can's virtual interface). ``--profile`` adds the top 10 functions
-of a cProfile run at 1 s steps. Last line: ``sim: X simulated hours per wall second``
-(7 days, 1 s steps, controller, virtual CAN bus).
+of a cProfile run at 1 s steps. Before the headline, the per-step budget: what each part
+of one 1 s step costs on its own (µs), to show where the time goes. Last line:
+``sim: X simulated hours per wall second`` (7 days, 1 s steps, controller, virtual CAN bus).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import platform
 import pstats
 import time
+from collections.abc import Callable
 
 from bmslink.sim.chain import Chain, ChainConfig, LinkKind
 
@@ -42,6 +44,38 @@ def hours_per_second(
             chain.run()
             best = min(best, time.perf_counter() - start)
     return hours / best
+
+
+def step_budget(calls: int = 20_000) -> list[tuple[str, float]]:
+    """µs per call of each part of a 1 s step, measured on a chain warmed up for 10 minutes."""
+    config = ChainConfig(hours=1.0, step_s=1.0, physics_dt_s=1.0, link="in-process")
+    with Chain(config) as chain:
+        for _ in range(600):
+            chain.step()
+        pack, bms, inverter, role = chain.pack, chain.bms, chain.inverter, chain.battery_role
+        controller = chain.controller
+        assert controller is not None
+        seen = chain.inverter_role.state()
+        state = bms.state()
+        now = chain.clock.now()
+        out = controller.step(state, now)
+        parts: list[tuple[str, Callable[[], object]]] = [
+            ("pack physics (apply, 16 cells)", lambda: pack.apply(0.0, 1.0, 20.0)),
+            ("BMS model (protection, balancing)", lambda: bms.update(0.0, 1.0)),
+            ("BMS state -> BatteryState", bms.state),
+            ("inverter decision", lambda: inverter.decide(seen, 3000.0, 500.0, 53.0, 1.0)),
+            ("controller.step", lambda: controller.step(state, now)),
+            ("ControlOutput.apply", lambda: out.apply(state)),
+            ("battery role update (guard, clamp)", lambda: role.update(out.apply(state))),
+            ("whole step, in-process link", chain.step),
+        ]
+        budget = []
+        for name, call in parts:
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            budget.append((name, (time.perf_counter() - start) / calls * 1e6))
+    return budget
 
 
 def profile_top(hours: float, link: LinkKind, top: int = 10) -> str:
@@ -80,6 +114,9 @@ def main() -> None:
         f"  CAN round every {DEFAULT.step_s:g} s, physics every {DEFAULT.physics_dt_s:g} s "
         f"(demo default): {rate:6.1f} simulated h per wall s"
     )
+    print("per-step budget at 1 s steps (µs per call; 50 h/s needs about 5.6 µs per step):")
+    for name, micros in step_budget():
+        print(f"  {name:38s} {micros:7.1f} µs")
     hours = 24.0 * args.days
     print(f"{args.days:g} simulated days at 1 s steps, one pack, full controller:")
     in_process = hours_per_second(hours, 1.0, 1.0, 1, link="in-process")

@@ -137,3 +137,30 @@ def test_unreadable_and_invalid_toml_are_named(tmp_path: Path) -> None:
     bad.write_text("[bank\nseries_cells = 16\n")
     with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML"):
         load(bad)
+
+
+def test_the_example_control_section_states_the_defaults_and_its_comments_validate() -> None:
+    """The example shows the controller's defaults, so copying it changes nothing by accident."""
+    import tomllib
+
+    from bmslink.control import ControlSettings
+
+    cfg = load(EXAMPLE)
+    settings = cfg.control_settings()
+    defaults = ControlSettings(
+        series_cells=16,
+        max_charge_current_a=settings.max_charge_current_a,
+        max_discharge_current_a=settings.max_discharge_current_a,
+    )
+    assert settings == defaults
+    # the commented keys, uncommented, are valid and are the defaults too
+    text = EXAMPLE.read_text(encoding="utf-8")
+    section = text.split("[control]", 1)[1].split("\n[", 1)[0]
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and " = " in line.split("#")[1] else line
+        for line in section.splitlines()[1:]
+    )
+    extra = tomllib.loads(uncommented)
+    assert "charge_cell_voltage_table" in extra and "soc_cap_until_full" in extra
+    tables = ControlSettings(**{**extra, "soc_cap_until_full": False})
+    assert tables.charge_cell_voltage_table == defaults.charge_cell_voltage_table
