@@ -8,10 +8,20 @@ Only what every pack sent is combined; a key one pack lacks stays absent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from bmslink.state import BatteryState
+
+
+def state_capacity_ah(state: BatteryState) -> float | None:
+    """The full capacity a state reports: ``capacity_ah``, else ``installed_capacity_ah``
+    (None when neither is a positive finite number)."""
+    for value in (state.capacity_ah, state.installed_capacity_ah):
+        if value is not None and 0.0 < value < math.inf:
+            return value
+    return None
 
 
 def cell_extremes(cells: Sequence[float]) -> dict[str, Any]:

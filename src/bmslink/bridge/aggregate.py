@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bmslink.bank import bank_of
+from bmslink.bank import bank_of, state_capacity_ah
 from bmslink.limits import stopped_directions
 from bmslink.state import ALARM_NAMES, BatteryState
 
@@ -211,7 +211,7 @@ def _weighted_soc(states: Sequence[BatteryState]) -> dict[str, float]:
     socs = [s.soc_pct for s in states]
     if any(v is None for v in socs):
         return {}
-    weights = [s.capacity_ah or s.installed_capacity_ah or 0.0 for s in states]
+    weights = [state_capacity_ah(s) or 0.0 for s in states]
     if not all(weights):
         weights = [1.0] * len(states)
     weighted = sum((v or 0.0) * w for v, w in zip(socs, weights, strict=True))

@@ -215,8 +215,8 @@ class Controller:
         soc = _finite(state.soc_pct)
         # the cell tables read the held extremes (never less extreme than the live ones)
         held = (
-            self._charge_hold.update(now, inputs[2]),
-            self._discharge_hold.update(now, inputs[3]),
+            self._charge_hold.update(now, cell_max),
+            self._discharge_hold.update(now, cell_min),
         )
         ccl_target, ccl_reason, dcl_target, dcl_reason = self._targets(state, inputs, soc, held)
 

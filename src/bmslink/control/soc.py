@@ -70,8 +70,8 @@ Choices where the reference is silent or sources disagree:
   (``"ocv"``, ``"full"``, ``"empty"``) until a current at or above the rest current is
   counted, then ``"coulomb"``.
 
-Feeding it from a pack's readings (``PackSoc``, ``estimate_into``; used by the bridge, meant
-for the simulator too). Choices where the reference is silent:
+Feeding it from a pack's readings (``PackSoc``; used by the bridge and by the simulator's
+chain). Choices where the reference is silent:
 
 * Mode "auto" counts the BMS as sending a SoC when the state has ``soc_pct``, or both
   ``remaining_ah`` and ``capacity_ah`` (the bank derives a SoC from those, as before).
@@ -95,6 +95,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final, Literal
 
+from bmslink.bank import state_capacity_ah
 from bmslink.sim.ocv import HYSTERESIS_PLATEAU_V, TABLE_SOC, TABLE_V, hysteresis_max
 from bmslink.state import BatteryState
 
@@ -515,11 +516,6 @@ class PackSocSettings:
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and 0.0 < value < _FINITE_MAX else None
-
-
-def state_capacity_ah(state: BatteryState) -> float | None:
-    """The full capacity a state reports: ``capacity_ah``, else ``installed_capacity_ah``."""
-    return _positive(state.capacity_ah) or _positive(state.installed_capacity_ah)
 
 
 def update_from_state(estimator: VoltageSocEstimator, state: BatteryState, now: float) -> None:
