@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from bmslink.bms.base import BmsOptions, BmsProtocol
+if TYPE_CHECKING:  # the protocols load on first use; the CLI's start-up needs only the names
+    from bmslink.bms.base import BmsOptions, BmsProtocol
 
 #: ``--type`` name -> (module, class). One protocol per module.
 BMS_TYPES: dict[str, tuple[str, str]] = {

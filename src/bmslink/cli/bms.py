@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bmslink.bms.base import BmsOptions, hex_frames
 from bmslink.bms.registry import BMS_TYPES, UnknownBmsType, get_bms, protocol_class
 from bmslink.cli.common import fail
 from bmslink.errors import DecodeError
 from bmslink.state import BatteryState
+
+if TYPE_CHECKING:
+    from bmslink.bms.base import BmsOptions
 
 app = typer.Typer(help="Read DIY BMSs (JK, JK-PB, JBD, Daly, Seplos, Seplos V3, Pace).")
 
@@ -20,6 +23,8 @@ TYPE_HELP = "BMS type: " + ", ".join(BMS_TYPES)
 
 
 def _options(invert_current: bool, kelvin_offset: float | None, jk_current: str) -> BmsOptions:
+    from bmslink.bms.base import BmsOptions  # loaded by the command that needs it, not at start-up
+
     if jk_current not in ("auto", "sign-bit", "offset"):
         fail(f"--jk-current {jk_current!r}: expected auto, sign-bit or offset", code=2)
     return BmsOptions(invert_current, kelvin_offset, jk_current)  # type: ignore[arg-type]
@@ -40,6 +45,8 @@ def decode_command(
         protocol = get_bms(bms_type, _options(invert_current, kelvin_offset, jk_current))
     except UnknownBmsType as exc:
         fail(str(exc), code=2)
+    from bmslink.bms.base import hex_frames
+
     try:
         state = protocol.decode(hex_frames(frames))
     except DecodeError as exc:
