@@ -233,6 +233,11 @@ class RunMetrics:
     #: Sub-step seconds with PV above the load, by what kept the charge current down.
     charge_limited_s: dict[str, float] = field(default_factory=dict)
 
+    def charge_limited_ranked(self) -> dict[str, float]:
+        """``charge_limited_s`` longest first, to 0.1 s: what the summaries show."""
+        ranked = sorted(self.charge_limited_s.items(), key=lambda kv: -kv[1])
+        return {k: round(v, 1) for k, v in ranked}
+
     def to_dict(self, bms_cutoffs: int) -> dict[str, float | int | None]:
         """The METRIC_KEYS; the SoC error is None when the inverter never showed a SoC."""
         seen = self.soc_error_time_s > 0.0
@@ -271,8 +276,8 @@ class Summary:
     bms_cutoffs: int
     cutoff_events: list[str]
     seconds_at_limit: dict[str, float]
-    #: Seconds with PV above the load, by what held the charge current down: the inverter's
-    #: limit and, for "ccl"/"cvl", the controller's rule (``"ccl:cell_voltage"``, ...).
+    #: Seconds with PV above the load, by what held the charge current down, longest first:
+    #: the inverter's limit and, for "ccl"/"cvl", the controller's rule (``"ccl:cell_voltage"``).
     charge_limited_s: dict[str, float]
     frames_sent: int
     frames_received: int
@@ -648,9 +653,7 @@ class Chain:
             bms_cutoffs=self.bms.cutoffs,
             cutoff_events=[f"{kind} ({where})" for kind, where in self.bms.events],
             seconds_at_limit={k: v for k, v in inv.seconds_at_limit.items() if v > 0},
-            charge_limited_s={
-                k: round(v, 1) for k, v in sorted(self.metrics.charge_limited_s.items()) if v > 0
-            },
+            charge_limited_s=self.metrics.charge_limited_ranked(),
             frames_sent=self.battery_role.frames_sent,
             frames_received=self.inverter_role.frames_received,
             decode_errors=self.inverter_role.decode_errors,

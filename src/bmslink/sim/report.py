@@ -165,12 +165,7 @@ def run_scenario(
                 name=name,
                 config=config,
                 metrics=chain.metrics_dict(),
-                charge_limited_s={
-                    k: round(v, 1)
-                    for k, v in sorted(
-                        chain.metrics.charge_limited_s.items(), key=lambda kv: -kv[1]
-                    )
-                },
+                charge_limited_s=summary.charge_limited_s,
                 summary=summary.to_dict(),
                 trace=trace,
                 wall_s=time.perf_counter() - start,

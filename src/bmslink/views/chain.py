@@ -159,10 +159,10 @@ def summary_lines(summary: Summary) -> list[str]:
 
 
 def held_text(held_s: dict[str, float]) -> str:
-    """What held the charge current down while PV exceeded the load, longest first; the
-    controller's rule after the colon (``ccl:cell_voltage 0.4 h``)."""
-    ranked = sorted(((s, k) for k, s in held_s.items() if k != "none"), reverse=True)
-    return ", ".join(f"{name} {seconds / 3600:.1f} h" for seconds, name in ranked)
+    """What held the charge current down while PV exceeded the load (``held_s`` comes ranked,
+    ``Summary.charge_limited_s``); the controller's rule after the colon
+    (``ccl:cell_voltage 0.4 h``)."""
+    return ", ".join(f"{name} {s / 3600:.1f} h" for name, s in held_s.items() if name != "none")
 
 
 def summary_panel(summary: Summary) -> RenderableType:
