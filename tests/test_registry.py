@@ -1,5 +1,7 @@
 """The inverter registry: shipped data loads and says what it must, bad data is refused with the
-entry and key named, and `bmslink inverters` shows it."""
+entry and key named, and `bmslink inverters` shows it. Battery/BMS ports live in bms_ports.toml
+(tests/test_cable.py tests that file's loader); here: every former `[[battery]]` entry of
+inverters.toml still answers under its old name with the same pin facts."""
 
 import json
 
@@ -49,18 +51,66 @@ FAMILIES = [
     "vevor-lv",
 ]
 
-BATTERIES = [
-    "pylontech-us-can",
-    "pylontech-us-rs485",
-    "jk-pb-can",
-    "jk-pb-rs485",
-    "seplos-v2-can",
-    "seplos-v3",
-    "pace",
-    "daly",
-    "byd-lvs",
-    "byd-hvs",
-]
+# Every former [[battery]] entry (name or alias) -> the BMS entry it was merged into, and the bus
+# of the port it described.
+BATTERIES = {
+    "pylontech-us-can": ("pylontech", "can"),
+    "us5000": ("pylontech", "can"),
+    "us3000": ("pylontech", "can"),
+    "us2000": ("pylontech", "can"),
+    "pylontech-us-rs485": ("pylontech", "rs485"),
+    "pylontech-rs485": ("pylontech", "rs485"),
+    "us5000-rs485": ("pylontech", "rs485"),
+    "pylontech-force-h": ("pylontech-force-h", "can"),
+    "force-h2": ("pylontech-force-h", "can"),
+    "force-h3": ("pylontech-force-h", "can"),
+    "pylontech-hv": ("pylontech-force-h", "can"),
+    "jk-pb-can": ("jk-pb", "can"),
+    "jk-pb": ("jk-pb", "can"),
+    "jk-inverter-bms": ("jk-pb", "can"),
+    "jk-pb-rs485": ("jk-pb", "rs485"),
+    "jk-pb-485": ("jk-pb", "rs485"),
+    "seplos-v2-can": ("seplos", "can"),
+    "seplos": ("seplos", "can"),
+    "seplos-v2": ("seplos", "can"),
+    "seplos-v16": ("seplos", "can"),
+    "seplos-v2-rs485": ("seplos", "rs485"),
+    "seplos-rs485": ("seplos", "rs485"),
+    "seplos-v3": ("seplos-v3", "rs485"),
+    "seplos-v3-rs485": ("seplos-v3", "rs485"),
+    "pace": ("pace", "can"),
+    "pace-bms": ("pace", "can"),
+    "daly-can": ("daly-can", "can"),
+    "daly": ("daly-can", "can"),
+    "byd-lvs": ("byd-lvs", "can"),
+    "byd-lv": ("byd-lvs", "can"),
+    "byd-premium-lvs": ("byd-lvs", "can"),
+    "byd-hvs": ("byd-hvs", "can"),
+    "byd-hvm": ("byd-hvs", "can"),
+    "byd-premium-hvs": ("byd-hvs", "can"),
+}
+
+# The pin facts of the former [[battery]] entries, now on the merged entry's port:
+# (entry, bus) -> (can_h, can_l, gnd, rs485_a, rs485_b, confidence). Pylontech US CAN differs from
+# the old entry on purpose: its ground (6 in the US5000 manual, 2 in the US3000 Plus manual) and
+# the RS485 pair on the CAN socket (US5000 only) are two vendor manuals disagreeing, so left out.
+PORT_FACTS = {
+    ("pylontech", "can"): (4, 5, (), (), (), "documented"),
+    ("pylontech", "rs485"): (None, None, (6,), (7,), (8,), "documented"),
+    ("pylontech-force-h", "can"): (4, 5, (2,), (), (), "documented"),
+    ("pylontech-force-h", "rs485"): (None, None, (), (7,), (8,), "documented"),
+    ("jk-pb", "can"): (None, None, (), (), (), "unknown"),
+    ("jk-pb", "rs485"): (None, None, (3,), (), (), "community"),
+    ("seplos", "can"): (4, 5, (3, 6), (2, 7), (1, 8), "single-source"),
+    ("seplos", "rs485"): (None, None, (3,), (2,), (1,), "single-source"),
+    ("seplos-v3", "rs485"): (None, None, (5,), (2, 7), (1, 8), "single-source"),
+    ("seplos-v3", "can"): (None, None, (), (), (), "unknown"),
+    ("pace", "can"): (None, None, (), (), (), "unknown"),
+    ("daly-can", "can"): (None, None, (), (), (), "unknown"),
+    ("byd-lvs", "can"): (4, 5, (), (), (), "documented"),
+    ("byd-hvs", "can"): (None, None, (), (), (), "unknown"),
+    ("byd-hvs", "rs485"): (None, None, (), (), (), "unknown"),
+}
 
 # A minimal valid file; the validation tests break one thing at a time.
 GOOD = """\
@@ -95,14 +145,21 @@ aliases = ["b1"]
 voltage = "hv"
 profiles = []
 source = "somewhere"
+"""
 
-[[battery]]
+# A minimal bms_ports.toml to go with GOOD (the BMS loader's refusals are in test_cable.py).
+CELL = """\
+schema = 1
+
+[[bms]]
 name = "cell"
 title = "Cell"
-port = "CAN"
+profiles = []
 source = "somewhere"
 
-[battery.pinout]
+[[bms.ports]]
+name = "CAN port"
+bus = "can"
 can_h = 4
 can_l = 5
 confidence = "single-source"
@@ -120,7 +177,7 @@ def registry() -> Registry:
 
 def test_shipped_registry_loads_and_is_cached(registry):
     assert len(registry.inverters) >= 20
-    assert len(registry.batteries) >= 8
+    assert len(registry.bmss) >= 10
     assert load_registry() is default_registry() is registry
 
 
@@ -132,22 +189,46 @@ def test_every_family_is_findable(registry, name):
     assert set(inverter.profiles) <= set(PROFILES)
 
 
-@pytest.mark.parametrize("name", BATTERIES)
-def test_every_battery_port_is_findable(registry, name):
-    assert registry.find_battery(name).port
+@pytest.mark.parametrize(("name", "merged"), sorted(BATTERIES.items()))
+def test_every_former_battery_port_is_findable_under_its_old_name(registry, name, merged):
+    entry, bus = merged
+    bms = registry.find_bms(name)
+    assert bms.name == entry
+    assert bms.port_for(bus) is not None
+
+
+@pytest.mark.parametrize(("key", "facts"), sorted(PORT_FACTS.items()))
+def test_merged_ports_keep_the_pin_facts(registry, key, facts):
+    port = registry.find_bms(key[0]).port_for(key[1])
+    assert port is not None
+    pinout = port.pinout
+    got = (pinout.can_h, pinout.can_l, pinout.gnd, pinout.rs485_a, pinout.rs485_b)
+    assert (*got, pinout.confidence) == facts
+
+
+def test_merged_entries_keep_protocols_and_warnings(registry):
+    assert registry.find_bms("force-h2").profiles == ("pylontech-hv",)
+    assert registry.find_bms("byd-lv").profiles == ("victron",)
+    assert registry.find_bms("byd-hvm").profiles == ("byd-hvs",)
+    assert "13 V" in registry.find_bms("byd-hvs").notes
+    assert "12 V" in registry.find_bms("force-h2").notes
+    assert not registry.find_bms("daly").ports[0].rj45
+    assert not registry.find_bms("byd-hvs").port_for("can").rj45
+    pylon_can = registry.find_bms("us5000").port_for("can").pinout.notes
+    assert "pin 6" in pylon_can and "pin 2" in pylon_can  # both manuals named, neither kept
 
 
 def test_lookup_is_case_insensitive_and_uses_aliases(registry):
     assert registry.find_inverter("  Victron ").name == "victron-gx"
     assert registry.find_inverter("SUNSYNK").name == "deye-lv"
-    assert registry.find_battery("US5000").name == "pylontech-us-can"
+    assert registry.find_bms("US5000").name == "pylontech"
 
 
 def test_unknown_name_suggests_close_matches(registry):
     with pytest.raises(RegistryError, match=r"unknown inverter 'deye-l'.*deye-lv"):
         registry.find_inverter("deye-l")
-    with pytest.raises(BmslinkError, match="unknown battery"):
-        registry.find_battery("no-such-battery")
+    with pytest.raises(BmslinkError, match="unknown BMS"):
+        registry.find_bms("no-such-battery")
 
 
 def test_victron_quirks(registry):
@@ -187,7 +268,8 @@ def test_solax_has_no_profile(registry):
 
 
 def test_every_pin_has_a_source_and_confidence_matches(registry):
-    ports = [i.pinout for i in registry.inverters] + [b.pinout for b in registry.batteries]
+    ports = [i.pinout for i in registry.inverters]
+    ports += [port.pinout for bms in registry.bmss for port in bms.ports]
     for pinout in ports:
         assert pinout.confidence in CONFIDENCE_LEVELS
         if pinout.known:
@@ -218,7 +300,8 @@ def test_minimal_file_is_valid():
     registry = load_registry(GOOD)
     assert [i.name for i in registry.inverters] == ["alpha", "beta"]
     assert registry.find_inverter("a1").quirk("name_prefix").value == "PYLON"
-    assert registry.find_battery("cell").pinout.can_h == 4
+    assert registry.bmss == ()  # a test's own inverters never mix with the shipped BMSs
+    assert load_registry(GOOD, bms_text=CELL).find_bms("cell").port_for("can").pinout.can_h == 4
 
 
 @pytest.mark.parametrize(
@@ -295,9 +378,10 @@ def test_minimal_file_is_valid():
             "inverters.toml: inverter 'alpha': colour is not a known key",
         ),
         (
-            'port = "CAN"\n',
-            "",
-            "inverters.toml: battery 'cell': port is missing",
+            "schema = 1\n",
+            'schema = 1\n\n[[battery]]\nname = "cell"\n',
+            "inverters.toml: [[battery]] entries are no longer read here: battery/BMS ports "
+            "live in bms_ports.toml",
         ),
         (
             "schema = 1",

@@ -1,11 +1,21 @@
 """The inverter registry: which bmslink profiles each inverter family accepts, its battery-port
-pinout and its known quirks.
+pinout and its known quirks; and the BMS side: each BMS's communication ports.
 
-The facts live in ``inverters.toml`` (data, with a source for each); this module only loads and
-checks them, so a typo in the data fails loudly with the entry and key named instead of
-reaching a user as a wrong wiring instruction. An entry may only name profiles bmslink has
-(``bmslink.profiles.PROFILES``, looked up when the registry is first loaded), or the names
-passed in.
+The facts live in ``inverters.toml`` and ``bms_ports.toml`` (data, with a source for each); this
+module only loads and checks them, so a typo in the data fails loudly with the file, entry and
+key named instead of reaching a user as a wrong wiring instruction. An entry may only name
+profiles bmslink has (``bmslink.profiles.PROFILES``, looked up when the registry is first
+loaded), or the names passed in.
+
+Choices for ``bms_ports.toml`` (the issue is silent): one ``[[bms]]`` entry per BMS family with
+its ports as ``[[bms.ports]]`` (listed best first: the port meant for the inverter comes first
+for its bus); a port's pins use the same keys and rules as an inverter's ``pinout`` and may only
+be given for an RJ45 connector (pins are RJ45 positions); ``bridge`` names the ``bmslink bridge
+--bms`` type that reads the BMS, checked against ``bmslink.bms.registry.BMS_TYPES``.
+
+``bms_ports.toml`` is the one place for battery/BMS ports: the ``[[battery]]`` entries that
+``inverters.toml`` once held were merged into it, and a file that still has them is refused with
+a message saying where they went (not silently ignored, so no port is lost unnoticed).
 """
 
 from __future__ import annotations
@@ -15,28 +25,36 @@ import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from typing import Any, Final, Protocol, TypeVar
 
 from bmslink.errors import BmslinkError
 
 __all__ = [
+    "BMS_FILE_NAME",
+    "BUSES",
     "CONFIDENCE_LEVELS",
     "PIN_SIGNALS",
     "QUIRK_CODES",
-    "BatteryPort",
+    "TERMINATION_KINDS",
+    "Bms",
+    "BmsPort",
     "Inverter",
     "Pinout",
     "Quirk",
     "Registry",
     "RegistryError",
+    "Termination",
     "default_registry",
+    "load_bms_ports",
     "load_registry",
+    "registered_bridge_types",
     "registered_profiles",
 ]
 
 FILE_NAME: Final = "inverters.toml"
+BMS_FILE_NAME: Final = "bms_ports.toml"
 SCHEMA_VERSION: Final = 1
 
 
@@ -45,6 +63,13 @@ def registered_profiles() -> tuple[str, ...]:
     from bmslink.profiles import PROFILES  # loaded on first use: the CLI starts faster
 
     return tuple(PROFILES)
+
+
+def registered_bridge_types() -> tuple[str, ...]:
+    """The BMS types ``bmslink bridge --bms TYPE:PORT`` can read (a BMS entry's ``bridge``)."""
+    from bmslink.bms.registry import BMS_TYPES  # names only; the protocols load on use
+
+    return tuple(BMS_TYPES)
 
 
 CONFIDENCE_LEVELS: Final[tuple[str, ...]] = ("documented", "community", "single-source", "unknown")
@@ -57,6 +82,15 @@ PIN_SIGNALS: Final[tuple[str, ...]] = ("can_h", "can_l", "gnd", "rs485_a", "rs48
 """Signal keys of a pinout, in the order they are shown."""
 
 SIGNAL_LABELS: Final[Mapping[str, str]] = {key: key.upper() for key in PIN_SIGNALS}
+
+BUSES: Final[tuple[str, ...]] = ("can", "rs485")
+"""The buses a BMS port is for (``bmslink cable --bus``)."""
+
+RJ45: Final = "RJ45"
+
+TERMINATION_KINDS: Final[tuple[str, ...]] = ("always", "switch", "none", "unknown")
+"""Whether a BMS terminates its end of the CAN bus: always (built in), switch (a DIP switch or
+jumper, said where in ``notes``), none (add a resistor), unknown (nothing found: measure)."""
 
 
 @dataclass(frozen=True)
@@ -237,16 +271,58 @@ class Inverter:
 
 
 @dataclass(frozen=True)
-class BatteryPort:
-    """One battery/BMS communication port, for choosing or making the cable to an inverter."""
+class BmsPort:
+    """One communication port of a BMS: its bus, connector and (for RJ45) pins."""
+
+    name: str
+    bus: str
+    connector: str = RJ45
+    pinout: Pinout = field(default_factory=Pinout)
+
+    @property
+    def rj45(self) -> bool:
+        """True when the pins are RJ45 positions (other connectors never carry pins here)."""
+        return self.connector == RJ45
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: the pinout's keys flattened into the port."""
+        return {"name": self.name, "bus": self.bus, "connector": self.connector} | (
+            self.pinout.to_dict()
+        )
+
+
+@dataclass(frozen=True)
+class Termination:
+    """What is known about a BMS's own CAN terminator (see ``TERMINATION_KINDS``)."""
+
+    builtin: str = "unknown"
+    notes: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"builtin": self.builtin, "notes": self.notes, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Bms:
+    """One BMS family: its ports, the bmslink profiles it can be set to send, termination."""
 
     name: str
     title: str
-    port: str
     source: str
+    ports: tuple[BmsPort, ...]
     aliases: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
+    profiles_source: str = ""
+    settings: Mapping[str, str] = field(default_factory=dict)
+    bridge: str | None = None
     notes: str = ""
-    pinout: Pinout = field(default_factory=Pinout)
+    termination: Termination = field(default_factory=Termination)
+
+    def port_for(self, bus: str) -> BmsPort | None:
+        """The first (preferred) port of ``bus``, or None when the BMS has none."""
+        return next((port for port in self.ports if port.bus == bus), None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -254,10 +330,14 @@ class BatteryPort:
             "name": self.name,
             "title": self.title,
             "aliases": list(self.aliases),
-            "port": self.port,
+            "profiles": list(self.profiles),
+            "profiles_source": self.profiles_source,
+            "settings": dict(self.settings),
+            "bridge": self.bridge,
             "notes": self.notes,
             "source": self.source,
-            "pinout": self.pinout.to_dict(),
+            "termination": self.termination.to_dict(),
+            "ports": [port.to_dict() for port in self.ports],
         }
 
 
@@ -266,16 +346,16 @@ class Registry:
     """The loaded, checked registry: look families up by name or alias, case-insensitive."""
 
     inverters: tuple[Inverter, ...]
-    batteries: tuple[BatteryPort, ...]
     known_profiles: tuple[str, ...] = field(default_factory=registered_profiles)
+    bmss: tuple[Bms, ...] = ()
 
     def find_inverter(self, name: str) -> Inverter:
         """The inverter family called ``name`` (or one of its aliases)."""
         return _find(self.inverters, name, "inverter")
 
-    def find_battery(self, name: str) -> BatteryPort:
-        """The battery port called ``name`` (or one of its aliases)."""
-        return _find(self.batteries, name, "battery")
+    def find_bms(self, name: str) -> Bms:
+        """The BMS family called ``name`` (or one of its aliases), from ``bms_ports.toml``."""
+        return _find(self.bmss, name, "BMS")
 
     def inverters_for_profile(self, profile: str) -> list[Inverter]:
         """Families that accept ``profile``, in file order; an unknown profile is an error."""
@@ -319,35 +399,59 @@ def _suggest(wanted: str, keys: Iterable[str]) -> str:
 
 # The keys an entry may have are exactly the fields of the class it becomes.
 _INVERTER_KEYS: Final = frozenset(f.name for f in fields(Inverter))
-_BATTERY_KEYS: Final = frozenset(f.name for f in fields(BatteryPort))
 _PINOUT_KEYS: Final = frozenset(f.name for f in fields(Pinout))
 _QUIRK_KEYS: Final = frozenset(f.name for f in fields(Quirk))
+_BMS_KEYS: Final = frozenset(f.name for f in fields(Bms))
+_BMS_PORT_KEYS: Final = frozenset({"name", "bus", "connector"} | set(_PINOUT_KEYS))
+_TERMINATION_KEYS: Final = frozenset(f.name for f in fields(Termination))
 
 
-def load_registry(text: str | None = None, known_profiles: Iterable[str] | None = None) -> Registry:
-    """Parse and check registry TOML; ``None`` loads the shipped ``inverters.toml`` (cached).
+def load_registry(
+    text: str | None = None,
+    known_profiles: Iterable[str] | None = None,
+    bms_text: str | None = None,
+) -> Registry:
+    """Parse and check registry TOML; all ``None`` loads the shipped files (cached).
 
-    ``known_profiles`` defaults to the profiles bmslink registers.
+    ``text`` is ``inverters.toml``, ``bms_text`` is ``bms_ports.toml``. The shipped BMS file is
+    used only when ``text`` is the shipped one too: a test's own inverters never mix with the
+    shipped BMSs (given ``text`` and no ``bms_text``, the registry has no BMS). ``known_profiles``
+    defaults to the profiles bmslink registers.
     """
-    if known_profiles is None and text is None:
+    if known_profiles is None and text is None and bms_text is None:
         return default_registry()
     profiles = registered_profiles() if known_profiles is None else tuple(known_profiles)
-    if text is None:
-        text = _shipped_text()
-    return _parse(text, profiles)
+    if bms_text is None and text is None:
+        bms_text = _shipped_text(BMS_FILE_NAME)
+    registry = _parse(_shipped_text(FILE_NAME) if text is None else text, profiles)
+    if bms_text is None:
+        return registry
+    return replace(registry, bmss=_parse_bms(bms_text, profiles))
+
+
+def load_bms_ports(
+    text: str | None = None, known_profiles: Iterable[str] | None = None
+) -> tuple[Bms, ...]:
+    """Parse and check ``bms_ports.toml`` text alone; ``None`` loads the shipped file."""
+    if text is None and known_profiles is None:
+        return default_registry().bmss
+    profiles = registered_profiles() if known_profiles is None else tuple(known_profiles)
+    return _parse_bms(_shipped_text(BMS_FILE_NAME) if text is None else text, profiles)
 
 
 @functools.cache
 def default_registry() -> Registry:
-    """The shipped registry, parsed once per process."""
-    return _parse(_shipped_text(), registered_profiles())
+    """The shipped registry (both files), parsed once per process."""
+    profiles = registered_profiles()
+    registry = _parse(_shipped_text(FILE_NAME), profiles)
+    return replace(registry, bmss=_parse_bms(_shipped_text(BMS_FILE_NAME), profiles))
 
 
-def _shipped_text() -> str:
+def _shipped_text(file_name: str = FILE_NAME) -> str:
     try:
-        return resources.files(__name__).joinpath(FILE_NAME).read_text(encoding="utf-8")
+        return resources.files(__name__).joinpath(file_name).read_text(encoding="utf-8")
     except OSError as exc:  # a broken install: say which file is missing
-        raise RegistryError(f"{FILE_NAME}: cannot read the shipped registry: {exc}") from exc
+        raise RegistryError(f"{file_name}: cannot read the shipped registry: {exc}") from exc
 
 
 def _parse(text: str, known_profiles: tuple[str, ...]) -> Registry:
@@ -355,7 +459,12 @@ def _parse(text: str, known_profiles: tuple[str, ...]) -> Registry:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{FILE_NAME}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"schema", "inverter", "battery"})
+    if "battery" in data:
+        raise RegistryError(
+            f"{FILE_NAME}: [[battery]] entries are no longer read here: battery/BMS ports live "
+            f"in {BMS_FILE_NAME} as [[bms]] entries with [[bms.ports]]"
+        )
+    unknown = sorted(set(data) - {"schema", "inverter"})
     if unknown:
         raise RegistryError(f"{FILE_NAME}: unknown top-level key {unknown[0]!r}")
     if data.get("schema") != SCHEMA_VERSION:
@@ -366,35 +475,52 @@ def _parse(text: str, known_profiles: tuple[str, ...]) -> Registry:
         _inverter(_Ctx("inverter", i, raw), known_profiles)
         for i, raw in enumerate(_table_list(data, "inverter"), start=1)
     )
-    batteries = tuple(
-        _battery(_Ctx("battery", i, raw))
-        for i, raw in enumerate(_table_list(data, "battery"), start=1)
-    )
     _check_unique("inverter", inverters)
-    _check_unique("battery", batteries)
-    return Registry(inverters=inverters, batteries=batteries, known_profiles=known_profiles)
+    return Registry(inverters=inverters, known_profiles=known_profiles)
 
 
-def _table_list(data: Mapping[str, Any], key: str) -> list[Any]:
+def _parse_bms(text: str, known_profiles: tuple[str, ...]) -> tuple[Bms, ...]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{BMS_FILE_NAME}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"schema", "bms"})
+    if unknown:
+        raise RegistryError(f"{BMS_FILE_NAME}: unknown top-level key {unknown[0]!r}")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise RegistryError(
+            f"{BMS_FILE_NAME}: schema must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
+        )
+    bridges = registered_bridge_types()
+    bmss = tuple(
+        _bms(_Ctx("bms", i, raw, BMS_FILE_NAME), known_profiles, bridges)
+        for i, raw in enumerate(_table_list(data, "bms", BMS_FILE_NAME), start=1)
+    )
+    _check_unique("bms", bmss, BMS_FILE_NAME)
+    return bmss
+
+
+def _table_list(data: Mapping[str, Any], key: str, file_name: str = FILE_NAME) -> list[Any]:
     value = data.get(key, [])
     if not isinstance(value, list):
-        raise RegistryError(f"{FILE_NAME}: {key} must be an array of tables ([[{key}]])")
+        raise RegistryError(f"{file_name}: {key} must be an array of tables ([[{key}]])")
     return value
 
 
 class _Ctx:
     """One entry being read: builds error messages that name the entry and the key."""
 
-    def __init__(self, kind: str, index: int, raw: object) -> None:
+    def __init__(self, kind: str, index: int, raw: object, file_name: str = FILE_NAME) -> None:
         self.kind = kind
+        self.file_name = file_name
         if not isinstance(raw, dict):
-            raise RegistryError(f"{FILE_NAME}: {kind} #{index}: must be a table")
+            raise RegistryError(f"{file_name}: {kind} #{index}: must be a table")
         self.raw: dict[str, Any] = raw
         name = raw.get("name")
         self.label = f"{kind} {name!r}" if isinstance(name, str) and name else f"{kind} #{index}"
 
     def error(self, key: str, problem: str) -> RegistryError:
-        return RegistryError(f"{FILE_NAME}: {self.label}: {key} {problem}")
+        return RegistryError(f"{self.file_name}: {self.label}: {key} {problem}")
 
     def check_keys(self, table: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
         for key in table:
@@ -492,40 +618,22 @@ def _inverter(ctx: _Ctx, known_profiles: tuple[str, ...]) -> Inverter:
     )
 
 
-def _battery(ctx: _Ctx) -> BatteryPort:
-    ctx.check_keys(ctx.raw, _BATTERY_KEYS, "")
-    name, aliases = _name_and_aliases(ctx)
-    title = ctx.string("title", required=True)
-    port = ctx.string("port", required=True)
-    source = ctx.string("source", required=True)
-    assert title is not None and port is not None and source is not None
-    return BatteryPort(
-        name=name,
-        title=title,
-        aliases=aliases,
-        port=port,
-        notes=ctx.string("notes", required=False) or "",
-        source=source,
-        pinout=_pinout(ctx),
-    )
-
-
-def _pin(ctx: _Ctx, key: str, value: object) -> int:
+def _pin(ctx: _Ctx, where: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
-        raise ctx.error(f"pinout.{key}", "must be 1..8")
+        raise ctx.error(where, "must be 1..8")
     return value
 
 
-def _pins(ctx: _Ctx, key: str, value: object) -> tuple[int, ...]:
+def _pins(ctx: _Ctx, where: str, value: object) -> tuple[int, ...]:
     """A signal that may sit on several pins: an int or a list of ints."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
     if not items:
-        raise ctx.error(f"pinout.{key}", "must not be an empty list (leave the key out)")
-    pins = tuple(_pin(ctx, key, item) for item in items)
+        raise ctx.error(where, "must not be an empty list (leave the key out)")
+    pins = tuple(_pin(ctx, where, item) for item in items)
     if len(set(pins)) != len(pins):
-        raise ctx.error(f"pinout.{key}", "lists the same pin twice")
+        raise ctx.error(where, "lists the same pin twice")
     return pins
 
 
@@ -536,37 +644,131 @@ def _pinout(ctx: _Ctx) -> Pinout:
     if not isinstance(raw, dict):
         raise ctx.error("pinout", "must be a table")
     ctx.check_keys(raw, _PINOUT_KEYS, "pinout.")
-    can_h = None if raw.get("can_h") is None else _pin(ctx, "can_h", raw["can_h"])
-    can_l = None if raw.get("can_l") is None else _pin(ctx, "can_l", raw["can_l"])
+    return _pinout_fields(ctx, raw, "pinout.")
+
+
+def _pinout_fields(ctx: _Ctx, raw: Mapping[str, Any], prefix: str) -> Pinout:
+    """The pin keys of ``raw`` (a pinout table or a BMS port), checked; keys named with
+    ``prefix`` (``pinout.`` or ``ports[2].``) in errors."""
+    can_h = None if raw.get("can_h") is None else _pin(ctx, f"{prefix}can_h", raw["can_h"])
+    can_l = None if raw.get("can_l") is None else _pin(ctx, f"{prefix}can_l", raw["can_l"])
     pinout = Pinout(
         can_h=can_h,
         can_l=can_l,
-        gnd=_pins(ctx, "gnd", raw.get("gnd")),
-        rs485_a=_pins(ctx, "rs485_a", raw.get("rs485_a")),
-        rs485_b=_pins(ctx, "rs485_b", raw.get("rs485_b")),
-        confidence=ctx.string("confidence", required=True, table=raw, prefix="pinout.") or "",
-        source=ctx.string("source", required=False, table=raw, prefix="pinout.") or "",
-        notes=ctx.string("notes", required=False, table=raw, prefix="pinout.") or "",
+        gnd=_pins(ctx, f"{prefix}gnd", raw.get("gnd")),
+        rs485_a=_pins(ctx, f"{prefix}rs485_a", raw.get("rs485_a")),
+        rs485_b=_pins(ctx, f"{prefix}rs485_b", raw.get("rs485_b")),
+        confidence=ctx.string("confidence", required=True, table=raw, prefix=prefix) or "",
+        source=ctx.string("source", required=False, table=raw, prefix=prefix) or "",
+        notes=ctx.string("notes", required=False, table=raw, prefix=prefix) or "",
     )
     if pinout.confidence not in CONFIDENCE_LEVELS:
-        raise ctx.error("pinout.confidence", f"must be one of {', '.join(CONFIDENCE_LEVELS)}")
+        raise ctx.error(f"{prefix}confidence", f"must be one of {', '.join(CONFIDENCE_LEVELS)}")
     seen: dict[int, str] = {}
     for key in PIN_SIGNALS:
         for pin in pinout.signal_pins(key):
             if pin in seen:
-                raise ctx.error(f"pinout.{key}", f"reuses pin {pin}, already {seen[pin]}")
-            seen[pin] = f"pinout.{key}"
+                raise ctx.error(f"{prefix}{key}", f"reuses pin {pin}, already {seen[pin]}")
+            seen[pin] = f"{prefix}{key}"
     if (pinout.can_h is None) != (pinout.can_l is None):
-        raise ctx.error("pinout.can_h", "and pinout.can_l must be given together")
+        raise ctx.error(f"{prefix}can_h", f"and {prefix}can_l must be given together")
     if bool(pinout.rs485_a) != bool(pinout.rs485_b):
-        raise ctx.error("pinout.rs485_a", "and pinout.rs485_b must be given together")
+        raise ctx.error(f"{prefix}rs485_a", f"and {prefix}rs485_b must be given together")
     if pinout.confidence == "unknown" and pinout.known:
-        raise ctx.error("pinout.confidence", "is 'unknown' but pins are given")
+        raise ctx.error(f"{prefix}confidence", "is 'unknown' but pins are given")
     if pinout.confidence != "unknown" and not pinout.known:
-        raise ctx.error("pinout.confidence", "must be 'unknown' when no pin is given")
+        raise ctx.error(f"{prefix}confidence", "must be 'unknown' when no pin is given")
     if pinout.known and not pinout.source:
-        raise ctx.error("pinout.source", "is missing (every pin needs a source)")
+        raise ctx.error(f"{prefix}source", "is missing (every pin needs a source)")
     return pinout
+
+
+def _bms(ctx: _Ctx, known_profiles: tuple[str, ...], bridges: tuple[str, ...]) -> Bms:
+    ctx.check_keys(ctx.raw, _BMS_KEYS, "")
+    name, aliases = _name_and_aliases(ctx)
+    title = ctx.string("title", required=True)
+    source = ctx.string("source", required=True)
+    assert title is not None and source is not None
+    profiles = ctx.strings("profiles", required=True)
+    for profile in profiles:
+        if profile not in known_profiles:
+            raise ctx.error(
+                "profiles",
+                f"names unknown profile {profile!r}{_suggest(profile, known_profiles)}; "
+                f"known: {', '.join(known_profiles)}",
+            )
+    profiles_source = ctx.string("profiles_source", required=bool(profiles)) or ""
+    settings_raw = ctx.raw.get("settings", {})
+    if not isinstance(settings_raw, dict):
+        raise ctx.error("settings", "must be a table of profile = menu text")
+    settings: dict[str, str] = {}
+    for profile, text in settings_raw.items():
+        if profile not in profiles:
+            raise ctx.error(f"settings.{profile}", "is not one of this entry's profiles")
+        if not isinstance(text, str) or not text.strip():
+            raise ctx.error(f"settings.{profile}", "must be a non-empty string")
+        settings[profile] = text.strip()
+    bridge = ctx.string("bridge", required=False)
+    if bridge is not None and bridge not in bridges:
+        raise ctx.error(
+            "bridge", f"{bridge!r} is not a bmslink bridge BMS type; known: {', '.join(bridges)}"
+        )
+    ports_raw = ctx.raw.get("ports")
+    if not isinstance(ports_raw, list) or not ports_raw:
+        raise ctx.error("ports", "must be a non-empty array of tables ([[bms.ports]])")
+    ports = tuple(_bms_port(ctx, i, raw) for i, raw in enumerate(ports_raw, start=1))
+    names = [port.name for port in ports]
+    for port_name in names:
+        if names.count(port_name) > 1:
+            raise ctx.error("ports", f"names port {port_name!r} twice")
+    return Bms(
+        name=name,
+        title=title,
+        aliases=aliases,
+        source=source,
+        ports=ports,
+        profiles=profiles,
+        profiles_source=profiles_source,
+        settings=settings,
+        bridge=bridge,
+        notes=ctx.string("notes", required=False) or "",
+        termination=_termination(ctx),
+    )
+
+
+def _bms_port(ctx: _Ctx, index: int, raw: object) -> BmsPort:
+    where = f"ports[{index}]."
+    if not isinstance(raw, dict):
+        raise ctx.error(f"ports[{index}]", "must be a table")
+    ctx.check_keys(raw, _BMS_PORT_KEYS, where)
+    name = ctx.string("name", required=True, table=raw, prefix=where)
+    bus = ctx.string("bus", required=True, table=raw, prefix=where)
+    connector = ctx.string("connector", required=False, table=raw, prefix=where) or RJ45
+    assert name is not None and bus is not None
+    if bus not in BUSES:
+        raise ctx.error(f"{where}bus", f"must be one of {', '.join(BUSES)}")
+    pinout = _pinout_fields(ctx, raw, where)
+    if pinout.known and connector != RJ45:
+        raise ctx.error(f"{where}connector", f"is {connector!r}: pins may only be given for RJ45")
+    return BmsPort(name=name, bus=bus, connector=connector, pinout=pinout)
+
+
+def _termination(ctx: _Ctx) -> Termination:
+    raw = ctx.raw.get("termination")
+    if raw is None:
+        return Termination()
+    if not isinstance(raw, dict):
+        raise ctx.error("termination", "must be a table")
+    ctx.check_keys(raw, _TERMINATION_KEYS, "termination.")
+    builtin = ctx.string("builtin", required=True, table=raw, prefix="termination.")
+    if builtin not in TERMINATION_KINDS:
+        raise ctx.error("termination.builtin", f"must be one of {', '.join(TERMINATION_KINDS)}")
+    source = ctx.string("source", required=builtin != "unknown", table=raw, prefix="termination.")
+    return Termination(
+        builtin=builtin,
+        notes=ctx.string("notes", required=False, table=raw, prefix="termination.") or "",
+        source=source or "",
+    )
 
 
 def _quirk(ctx: _Ctx, index: int, raw: object) -> Quirk:
@@ -602,13 +804,13 @@ def _quirk(ctx: _Ctx, index: int, raw: object) -> Quirk:
     return Quirk(code=code, text=text, source=source, value=value)
 
 
-def _check_unique(kind: str, entries: Iterable[_Named]) -> None:
+def _check_unique(kind: str, entries: Iterable[_Named], file_name: str = FILE_NAME) -> None:
     owner: dict[str, str] = {}
     for entry in entries:
         for key, what in [(entry.name, "name"), *((a, "aliases") for a in entry.aliases)]:
             if key in owner:
                 raise RegistryError(
-                    f"{FILE_NAME}: {kind} {entry.name!r}: {what} {key!r} is already used by "
+                    f"{file_name}: {kind} {entry.name!r}: {what} {key!r} is already used by "
                     f"{kind} {owner[key]!r}"
                 )
             owner[key] = entry.name
