@@ -507,3 +507,17 @@ def test_sniff_over_slcan_decodes_pylontech_without_transmitting():
     assert "L" in commands and "O" not in commands  # opened listen-only
     assert transmitted == []
     assert not any(c[:1] in ("t", "T") for c in commands)
+
+
+def test_sniff_on_slcan_without_a_bit_rate_opens_at_the_battery_rate():
+    # an slcan adapter must be told a rate before it opens; without -b sniff uses 500k
+    wire = profile_traffic(PYLONTECH, 3600.0, seed=6, start=0.0)
+    with SimSlcanAdapter(SimCanBus(wire, bitrate=500_000, time_scale=20.0)) as adapter:
+        result = CliRunner().invoke(
+            app,
+            ["sniff", "-I", "slcan", "-c", adapter.path, "-o", "sleep_after_open=0", "-n", "5"],
+        )
+        commands = list(adapter.commands)
+    assert result.exit_code == 0, result.output
+    assert "S6" in commands  # 500 kbit/s
+    assert len(frame_lines(result.stdout)) == 5

@@ -59,9 +59,18 @@ def sniff_command(
     ),
 ) -> None:
     """Watch a live bus: per-id counts, periods, jitter, decoded fields and the battery."""
-    from bmslink.diagnose.live import LiveBusError, LogRecorder, RecordError
+    from bmslink.diagnose.live import (
+        DEFAULT_BITRATE,
+        REOPENABLE_INTERFACES,
+        LiveBusError,
+        LogRecorder,
+        RecordError,
+    )
 
     chosen = None if profile == "auto" else profile_or_exit(profile)
+    if bitrate is None and interface in REOPENABLE_INTERFACES and interface != "virtual":
+        bitrate = chosen.bitrate if chosen is not None else DEFAULT_BITRATE
+        typer.echo(f"listening at {bitrate} bit/s (-b to change)", err=True)
     spec = bus_spec_or_exit(interface, channel, bitrate, bus_options, listen_only)
     recorder = None
     if record is not None:
@@ -101,7 +110,7 @@ def _run(
     from rich.live import Live
 
     from bmslink.clock import MonotonicClock
-    from bmslink.diagnose.live import BusWatcher, LiveBusError, error_flags
+    from bmslink.diagnose.live import BusWatcher, LiveBusError, close_quietly, error_flags
     from bmslink.diagnose.sniff import SniffEngine
     from bmslink.views.sniff import event_line, frame_line, live_view, summary_lines
 
@@ -160,7 +169,7 @@ def _run(
         failure = str(exc)
     finally:
         try:
-            bus.shutdown()
+            close_quietly(bus)
         finally:
             if recorder is not None:
                 recorder.finish()

@@ -44,6 +44,8 @@ from bmslink.clock import Clock, MonotonicClock
 from bmslink.errors import BmslinkError
 
 SCAN_BITRATES = (500_000, 250_000, 125_000, 1_000_000)
+#: What an adapter that needs a rate is opened at when none is given: the battery profiles' rate.
+DEFAULT_BITRATE = 500_000
 
 #: Interfaces whose bit rate python-can sets when it opens them, so bmslink can
 #: scan rates by reopening. socketcan is not one: its rate belongs to the kernel
@@ -380,6 +382,12 @@ class BusWatcher:
             status=self.status - status,
             bus_states=self.bus_states - states,
         )
+
+
+def close_quietly(bus: can.BusABC) -> None:
+    """Shut a bus down even when its device is gone (an unplugged adapter cannot say goodbye)."""
+    with contextlib.suppress(can.CanError, OSError):
+        bus.shutdown()
 
 
 def _is_slcan(bus: can.BusABC) -> bool:
