@@ -51,3 +51,13 @@ def test_every_check_rule_and_detect_part_is_documented():
         assert f"| `{code}` | {severity} |" in text, code
     for part, weight in WEIGHTS.items():
         assert f"| `{part}` | {weight:.2f} |" in text, part
+
+
+def test_every_doctor_code_is_documented_in_the_doctor_section():
+    from bmslink.diagnose.doctor import RULES
+
+    text = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    section = text.split("## `bmslink doctor`", 1)[1].split("\n## ", 1)[0]
+    for code, (severity, advice) in RULES.items():
+        assert f"| `{code}` | {severity} | {advice} |" in section, code
+        assert f"- `{code}`" in section, code  # and how it is decided
