@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/sim_speed.py
 	$(PY) benchmarks/detect.py
+	$(PY) benchmarks/analyze.py
 	$(PY) benchmarks/rs485_poll.py
 	$(PY) benchmarks/fault_latency.py
 	$(PY) benchmarks/footprint.py
