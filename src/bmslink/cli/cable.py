@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bmslink.cli.common import fail
+from bmslink.cli.common import fail, registry_or_exit
 
 if TYPE_CHECKING:  # the registry and the rules load only when the command runs
     from bmslink.diagnose.cable import CablePlan
-    from bmslink.registry import Bms, Registry
+    from bmslink.registry import Bms
 
 WIDTH = 100
 
@@ -27,15 +27,6 @@ VERDICT_TEXT = {
     "unknown": "a needed pin is not recorded, so no cable is drawn: find it first (see notes)",
     "no_port": "one side has no port of this bus",
 }
-
-
-def _registry() -> Registry:
-    from bmslink.registry import RegistryError, default_registry
-
-    try:
-        return default_registry()
-    except RegistryError as exc:  # broken data or install: not the user's fault, exit 1
-        fail(str(exc))
 
 
 def _wrap(label: str, text: str, indent: int = 14) -> list[str]:
@@ -157,7 +148,7 @@ def cable_command(
     from bmslink.diagnose.cable import plan_cable
     from bmslink.registry import BUSES, RegistryError
 
-    registry = _registry()
+    registry = registry_or_exit()
     if list_bmss:
         if bms is not None or inverter is not None:
             fail("give --list alone, or a BMS and an INVERTER", code=2)

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from bmslink.cli.common import consume_capture, fail, profile_or_exit
+from bmslink.cli.common import consume_capture, inverter_or_exit, profile_or_exit
 
 
 def check_command(
@@ -29,12 +29,7 @@ def check_command(
     chosen = profile_or_exit(profile)
     family = None
     if inverter is not None:
-        from bmslink.registry import RegistryError, default_registry
-
-        try:
-            family = default_registry().find_inverter(inverter)
-        except RegistryError as exc:
-            fail(str(exc), code=2)
+        family = inverter_or_exit(inverter)
     (stats, checker), report = consume_capture(
         source, lambda batches: check_batches(chosen, batches, inverter=family, cells=cells)
     )

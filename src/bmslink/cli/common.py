@@ -14,6 +14,7 @@ from bmslink.profiles.base import Profile
 
 if TYPE_CHECKING:
     from bmslink.capture import CaptureReport, FrameBatch
+    from bmslink.registry import Inverter, Registry
 
 T = TypeVar("T")
 
@@ -56,3 +57,23 @@ def consume_capture(
         return consume(read_capture(source, report)), report
     except CaptureError as exc:
         fail(str(exc))
+
+
+def registry_or_exit() -> Registry:
+    """The shipped registry; broken data is an install fault, not the user's: exit 1, named."""
+    from bmslink.registry import RegistryError, default_registry
+
+    try:
+        return default_registry()
+    except RegistryError as exc:
+        fail(str(exc))
+
+
+def inverter_or_exit(name: str) -> Inverter:
+    """An inverter family by name or alias; an unknown one is a usage error (exit 2)."""
+    from bmslink.registry import RegistryError
+
+    try:
+        return registry_or_exit().find_inverter(name)
+    except RegistryError as exc:
+        fail(str(exc), code=2)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bmslink.cli.common import fail, profile_or_exit
+from bmslink.cli.common import fail, inverter_or_exit, profile_or_exit, registry_or_exit
 from bmslink.cli.live_options import bus_options_option, bus_spec_or_exit, channel_option
 
 if TYPE_CHECKING:
@@ -67,17 +67,10 @@ def doctor_command(
         fail("--listen and --scan-seconds must be positive", code=2)
     chosen = profile_or_exit(profile) if profile else None
     context = Context(cells=cells)
-    if inverter is not None or bms is not None:
-        from bmslink.registry import RegistryError, default_registry
-
-        registry = default_registry()
-        try:
-            if inverter is not None:
-                context.inverter = registry.find_inverter(inverter)
-            if bms is not None:
-                context.bms = _bms_name(bms)
-        except RegistryError as exc:
-            fail(str(exc), code=2)
+    if inverter is not None:
+        context.inverter = inverter_or_exit(inverter)
+    if bms is not None:
+        context.bms = _bms_name(bms)
     if capture is not None:
         heard = _heard_from_capture(capture)
     else:
@@ -95,9 +88,12 @@ def doctor_command(
 
 
 def _bms_name(name: str) -> str:
-    from bmslink.diagnose.cable import find_bms
+    from bmslink.registry import RegistryError
 
-    return str(find_bms(name).name)
+    try:
+        return registry_or_exit().find_bms(name).name
+    except RegistryError as exc:
+        fail(str(exc), code=2)
 
 
 def _default_rate(profile: Any, context: Any) -> int:

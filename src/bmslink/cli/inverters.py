@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bmslink.cli.common import fail
+from bmslink.cli.common import fail, registry_or_exit
 
 if TYPE_CHECKING:  # the registry (tomllib and the data) loads only when the command runs
-    from bmslink.registry import Inverter, Pinout, Registry
+    from bmslink.registry import Inverter, Pinout
 
 WIDTH = 100
 METER_HINT = (
@@ -31,15 +31,6 @@ CONFIDENCE_TEXT = {
     "single-source": "single source only",
     "unknown": "unknown (no public statement found)",
 }
-
-
-def _registry() -> Registry:
-    from bmslink.registry import RegistryError, load_registry
-
-    try:
-        return load_registry()
-    except RegistryError as exc:  # broken data or install: not the user's fault, exit 1
-        fail(str(exc))
 
 
 def _pins_text(pins: tuple[int, ...]) -> str:
@@ -156,7 +147,7 @@ def inverters_command(
     """Inverter families: accepted profiles, bit rate, setting, battery-port pinout, quirks."""
     from bmslink.registry import RegistryError
 
-    registry = _registry()
+    registry = registry_or_exit()
     if name is not None and profile is not None:
         fail("give an inverter NAME or --profile, not both", code=2)
     if name is not None:

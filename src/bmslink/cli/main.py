@@ -6,22 +6,30 @@ import typer
 
 from bmslink import __version__
 from bmslink.cli import (
+    analyze,
     bms,
     bridge,
+    cable,
     check,
     dbc,
     decode,
     demo,
     detect,
+    doctor,
     inverters,
     profiles,
     rs485,
+    sim_adapter,
     simulate,
+    sniff,
 )
 
 app = typer.Typer(
     name="bmslink",
-    help="Make home batteries and hybrid inverters talk: decode, emulate, bridge, simulate.",
+    help=(
+        "Make home batteries and hybrid inverters talk: "
+        "decode, emulate, bridge, diagnose, simulate."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,7 +51,25 @@ def _root(
     """bmslink: battery <-> inverter protocols in both roles, with a simulator."""
 
 
-for module in (decode, dbc, profiles, inverters, detect, check, demo, simulate, rs485, bms, bridge):
+COMMANDS = (
+    decode,
+    dbc,
+    profiles,
+    inverters,
+    cable,
+    detect,
+    check,
+    sniff,
+    analyze,
+    doctor,
+    demo,
+    simulate,
+    sim_adapter,
+    rs485,
+    bms,
+    bridge,
+)
+for module in COMMANDS:
     module.register(app)
 
 
