@@ -250,3 +250,12 @@ def test_bad_options_exit_2_and_a_missing_file_exits_1(cli, tmp_path):
     text.write_text("hello\nworld\n")
     garbage = runner.invoke(cli, ["doctor", "--capture", str(text)])
     assert garbage.exit_code == 1 and "line 1" in garbage.output
+
+
+def test_values_that_change_after_the_first_frames_are_not_stale():
+    # the per-id payload sample looks at the first rows of a batch only: a battery whose
+    # values froze for 100 s and then moved is not stale
+    frozen = traffic(state_at=constant_state(), seconds=100.0)
+    moving = [f for f in traffic(seconds=200.0) if f[0] >= T0 + 100.0]
+    diagnosis = run(frozen + moving)
+    assert "stale_values" not in {f.code for f in diagnosis.findings}

@@ -708,7 +708,7 @@ def _stale(
             stats.ids[(i, spec.extended)] for i in spec.wire_ids if (i, spec.extended) in stats.ids
         ]
     watched = [s for s in watched if s.count >= 3]
-    if not watched or any(len(s.payloads) > 1 for s in watched):
+    if not watched or any(s.varies for s in watched):
         return None
     span = max(s.last_ts for s in watched) - min(s.first_ts for s in watched)
     if span < stale_after_s:

@@ -34,6 +34,9 @@ class IdStats:
     max_gap: float = 0.0
     max_gap_at: float = float("nan")
     payloads: dict[bytes, float] = field(default_factory=dict)  # first distinct payloads -> time
+    #: Whether any frame's payload differed from the first one, over every row (the payload
+    #: sample above only looks at the first rows of each batch).
+    varies: bool = False
 
     @property
     def label(self) -> str:
@@ -106,6 +109,12 @@ class CaptureStats:
         stats.count += len(rows)
         stats.last_ts = float(times[-1])
         stats.lengths += np.bincount(batch.lengths[rows], minlength=9)[:9]
+        if not stats.varies:
+            first = next(iter(stats.payloads)) if stats.payloads else batch.payload(rows[0])
+            reference = np.frombuffer(first.ljust(8, b"\0"), dtype=np.uint8)
+            stats.varies = bool(
+                (batch.lengths[rows] != len(first)).any() or (batch.data[rows] != reference).any()
+            )
         if len(stats.payloads) < SAMPLE_PAYLOADS:
             for row in rows[:64].tolist():
                 payload = batch.payload(row)
