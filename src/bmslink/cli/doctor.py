@@ -109,15 +109,17 @@ def _default_rate(profile: Any, context: Any) -> int:
 def _heard_from_capture(source: str) -> Heard:
     from bmslink.capture import CaptureError, CaptureReport, read_capture
     from bmslink.diagnose.doctor import Heard
+    from bmslink.diagnose.stats import CaptureStats, gather
 
     report = CaptureReport(source)
     kept: list[FrameBatch] | None = None
+    stats = CaptureStats()  # this first pass is doctor's statistics pass too
     try:
         if source == "-":  # stdin cannot be read twice: doctor's captures are small, keep them
             kept = list(read_capture(source, report))
+            stats = gather(kept)
         else:
-            for _ in read_capture(source, report):
-                pass
+            stats = gather(read_capture(source, report))
     except CaptureError as exc:
         if report.lines == 0 and report.frames == 0 and "cannot read" in str(exc):
             fail(str(exc))
@@ -133,6 +135,7 @@ def _heard_from_capture(source: str) -> Heard:
     return Heard(
         source=f"capture {source}",
         batches=batches,
+        stats=stats,
         error_frames=report.error_frames,
         bad_lines=report.bad_lines,
         first_bad_line=report.errors[0] if report.errors else "",

@@ -9,10 +9,14 @@ slowly drifting simulated pack.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
 from bmslink.cli.common import fail, profile_or_exit
+
+if TYPE_CHECKING:
+    from bmslink.sim.slcan import BusFaults
 
 
 def sim_adapter_command(
@@ -75,15 +79,14 @@ def sim_adapter_command(
         )
 
 
-def _faults_text(faults: object) -> str:
+def _faults_text(faults: BusFaults) -> str:
     parts = []
-    if not getattr(faults, "termination", True):
+    if not faults.termination:
         parts.append("terminator missing")
-    if getattr(faults, "silent", False):
+    if faults.silent:
         parts.append("silent")
-    stops = getattr(faults, "battery_stops_after_s", None)
-    if stops is not None:
-        parts.append(f"stops after {stops:g} s")
+    if faults.battery_stops_after_s is not None:
+        parts.append(f"stops after {faults.battery_stops_after_s:g} s")
     return ", ".join(parts) or "no fault"
 
 

@@ -189,13 +189,15 @@ class ScanResult:
 class Heard:
     """Everything the doctor knows about the bus: frames and the physical layer's signs.
 
-    ``batches`` is called once per pass (twice at most), so a capture file is read again
-    rather than held in memory. ``window`` is the live listening interval on the frames'
-    time base, None for a capture (whose end is its last frame).
+    ``batches`` is called once per pass (twice at most, once when ``stats`` already holds
+    the statistics pass), so a capture file is read again rather than held in memory.
+    ``window`` is the live listening interval on the frames' time base, None for a capture
+    (whose end is its last frame).
     """
 
     source: str
     batches: Callable[[], Iterable[FrameBatch]]
+    stats: CaptureStats | None = None
     error_frames: int = 0
     status: Counter[str] = field(default_factory=Counter)
     bus_states: Counter[str] = field(default_factory=Counter)
@@ -317,7 +319,7 @@ def diagnose(
 ) -> Diagnosis:
     """Walk the checklist over what was heard; the findings come ranked, never empty."""
     context = context or Context()
-    stats = gather(heard.batches())
+    stats = heard.stats if heard.stats is not None else gather(heard.batches())
     seconds = _span(heard, stats)
     findings: list[DoctorFinding] = []
     detection: Detection | None = None
@@ -595,7 +597,7 @@ def _profile_steps(spoken: str | None, context: Context) -> list[str]:
 
 def _from_check(finding: Finding, context: Context, stats: CaptureStats) -> DoctorFinding | None:
     code = finding.code
-    if code in ("profile_not_accepted", "battery_silent", "frame_missing", "error_frames"):
+    if code in ("profile_not_accepted", "battery_silent", "frame_missing"):
         return None  # decided by doctor with the window and registry in hand
     evidence = [_evidence_text(item) for item in finding.evidence if item.get("id")]
     severity = finding.severity
