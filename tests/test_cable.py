@@ -12,7 +12,6 @@ from bmslink.diagnose.cable import (
     VERDICTS,
     bms_profiles,
     diagram,
-    find_bms,
     pinout_advice,
     plan_cable,
     termination_advice,
@@ -122,7 +121,7 @@ def test_every_pin_has_a_source_and_only_rj45_ports_have_pins():
 
 def test_lookup_by_alias_and_suggestions():
     assert REGISTRY.find_bms(" US5000 ").name == "pylontech"
-    assert find_bms("daly").name == "daly-can"
+    assert REGISTRY.find_bms("daly").name == "daly-can"
     with pytest.raises(RegistryError, match=r"unknown BMS 'sepols' \(did you mean seplos"):
         REGISTRY.find_bms("sepols")
     assert bms_profiles("jk-pb")[0] == "pylontech"
@@ -346,6 +345,10 @@ def test_doctor_helpers(small):
     )
     assert termination_advice(None, "inv-a", registry=small)[1].startswith("inv-a: already")
     assert any("DIP 8" in line for line in termination_advice("sb", "inv-d", registry=small))
+    assert termination_advice("sb", None, registry=small)[1] == (
+        "Straight BMS: has a terminator switch. DIP 8 on the front. Turn it on only on the pack at "
+        "the end of the bus (the one wired to the inverter when the inverter is the other end)."
+    )
     with pytest.raises(RegistryError, match="unknown BMS"):
         pinout_advice("nope", None, registry=small)
 

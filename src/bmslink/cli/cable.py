@@ -8,18 +8,22 @@ Exit status: 0 straight or custom, 1 unknown or no_port (or broken registry data
 from __future__ import annotations
 
 import json
-import textwrap
 from typing import TYPE_CHECKING
 
 import typer
 
-from bmslink.cli.common import fail, registry_or_exit
+from bmslink.cli.common import (
+    align_columns,
+    bms_or_exit,
+    fail,
+    inverter_or_exit,
+    registry_or_exit,
+    wrap_field,
+)
 
 if TYPE_CHECKING:  # the registry and the rules load only when the command runs
     from bmslink.diagnose.cable import CablePlan
     from bmslink.registry import Bms
-
-WIDTH = 100
 
 VERDICT_TEXT = {
     "straight": "a standard straight-through RJ45 patch cable works",
@@ -29,44 +33,33 @@ VERDICT_TEXT = {
 }
 
 
-def _wrap(label: str, text: str, indent: int = 14) -> list[str]:
-    first = f"{label:<{indent}}"
-    return textwrap.wrap(
-        " ".join(text.split()),
-        width=WIDTH,
-        initial_indent=first,
-        subsequent_indent=" " * indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [first.rstrip()]
-
-
 def _bullets(title: str, items: tuple[str, ...] | list[str]) -> list[str]:
     lines = [f"{title}:"]
     for item in items:
-        lines.extend(_wrap("  -", item, indent=4))
+        lines.extend(wrap_field("  -", item, indent=4))
     return lines
 
 
 def render(plan: CablePlan) -> str:
     """The text report: verdict, drawing, notes, profile, termination, confidence, sources."""
-    from bmslink.diagnose.cable import BUS_LABELS, CONFIDENCE_TEXT, build_hint, diagram
+    from bmslink.diagnose.cable import BUS_LABELS, build_hint, diagram
+    from bmslink.registry import CONFIDENCE_TEXT
 
     bus = BUS_LABELS[plan.bus]
     lines = [f"{plan.bms.name} -> {plan.inverter.name} over {bus}: {plan.verdict}"]
-    lines.extend(_wrap("", VERDICT_TEXT[plan.verdict], indent=2))
+    lines.extend(wrap_field("", VERDICT_TEXT[plan.verdict], indent=2))
     drawing = diagram(plan)
     if drawing:
         lines.append("")
         lines.extend(drawing)
     hint = build_hint(plan)
     if hint:
-        lines.extend(_wrap("", hint, indent=0))
+        lines.extend(wrap_field("", hint, indent=0))
     if plan.notes:
         lines.append("")
         lines.extend(_bullets("notes", plan.notes))
     lines.append("")
-    lines.extend(_wrap("profile:", plan.profiles.advice))
+    lines.extend(wrap_field("profile:", plan.profiles.advice))
     if plan.termination:
         lines.extend(_bullets("termination", plan.termination))
     confidence = plan.confidence()
@@ -76,11 +69,11 @@ def render(plan: CablePlan) -> str:
         if level is not None
     ]
     if parts:
-        lines.extend(_wrap("confidence:", "; ".join(parts)))
+        lines.extend(wrap_field("confidence:", "; ".join(parts)))
     sources = plan.sources()
     lines.append("sources:")
-    lines.extend(_wrap("  BMS:", sources["bms"]))
-    lines.extend(_wrap("  inverter:", sources["inverter"]))
+    lines.extend(wrap_field("  BMS:", sources["bms"]))
+    lines.extend(wrap_field("  inverter:", sources["inverter"]))
     port_notes = [
         (f"  {plan.bms.name}:", plan.port.pinout.notes if plan.port else ""),
         (f"  {plan.inverter.name}:", plan.inverter.pinout.notes),
@@ -89,7 +82,7 @@ def render(plan: CablePlan) -> str:
         lines.append("about the ports:")
         for label, text in port_notes:
             if text:
-                lines.extend(_wrap(label, text))
+                lines.extend(wrap_field(label, text))
     return "\n".join(lines)
 
 
@@ -118,11 +111,7 @@ def list_table(bmss: tuple[Bms, ...]) -> str:
                 can.pinout.confidence if can else "-",
             )
         )
-    widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
+    lines = align_columns(rows)
     lines.append("")
     lines.append(
         "'?' = pin not known, '-' = no port of that bus. Wiring: bmslink cable BMS INVERTER"
@@ -146,7 +135,7 @@ def cable_command(
     Exit status 0 for straight or custom, 1 for unknown or no_port, 2 for bad input.
     """
     from bmslink.diagnose.cable import plan_cable
-    from bmslink.registry import BUSES, RegistryError
+    from bmslink.registry import BUSES
 
     registry = registry_or_exit()
     if list_bmss:
@@ -164,12 +153,7 @@ def cable_command(
     wanted_bus = bus.strip().lower()
     if wanted_bus not in BUSES:
         fail(f"--bus {bus!r}: must be one of {', '.join(BUSES)}", code=2)
-    try:
-        found_bms = registry.find_bms(bms)
-        found_inverter = registry.find_inverter(inverter)
-    except RegistryError as exc:
-        fail(str(exc), code=2)
-    plan = plan_cable(found_bms, found_inverter, wanted_bus)
+    plan = plan_cable(bms_or_exit(bms), inverter_or_exit(inverter), wanted_bus)
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -14,9 +15,12 @@ from bmslink.profiles.base import Profile
 
 if TYPE_CHECKING:
     from bmslink.capture import CaptureReport, FrameBatch
-    from bmslink.registry import Inverter, Registry
+    from bmslink.registry import Bms, Inverter, Registry
 
 T = TypeVar("T")
+
+#: Width the text commands (inverters, cable) wrap to.
+WIDTH = 100
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -77,3 +81,35 @@ def inverter_or_exit(name: str) -> Inverter:
         return registry_or_exit().find_inverter(name)
     except RegistryError as exc:
         fail(str(exc), code=2)
+
+
+def bms_or_exit(name: str) -> Bms:
+    """A BMS by name or alias; an unknown one is a usage error (exit 2)."""
+    from bmslink.registry import RegistryError
+
+    try:
+        return registry_or_exit().find_bms(name)
+    except RegistryError as exc:
+        fail(str(exc), code=2)
+
+
+def align_columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows of cells as lines, each column padded to its widest cell."""
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def wrap_field(label: str, text: str, indent: int = 14) -> list[str]:
+    """``label`` padded to ``indent`` columns, then ``text`` wrapped to WIDTH."""
+    first = f"{label:<{indent}}"
+    return textwrap.wrap(
+        " ".join(text.split()),
+        width=WIDTH,
+        initial_indent=first,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bmslink.cli.common import fail, inverter_or_exit, profile_or_exit, registry_or_exit
+from bmslink.cli.common import bms_or_exit, fail, inverter_or_exit, profile_or_exit
 from bmslink.cli.live_options import bus_options_option, bus_spec_or_exit, channel_option
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def doctor_command(
     if inverter is not None:
         context.inverter = inverter_or_exit(inverter)
     if bms is not None:
-        context.bms = _bms_name(bms)
+        context.bms = bms_or_exit(bms).name
     if capture is not None:
         heard = _heard_from_capture(capture)
     else:
@@ -85,15 +85,6 @@ def doctor_command(
         _print(diagnosis)
     if diagnosis.errors:
         raise typer.Exit(1)
-
-
-def _bms_name(name: str) -> str:
-    from bmslink.registry import RegistryError
-
-    try:
-        return registry_or_exit().find_bms(name).name
-    except RegistryError as exc:
-        fail(str(exc), code=2)
 
 
 def _default_rate(profile: Any, context: Any) -> int:

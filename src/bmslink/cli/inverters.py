@@ -9,28 +9,20 @@ because a wrong pin can put CAN_H on a supply line.
 from __future__ import annotations
 
 import json
-import textwrap
 from typing import TYPE_CHECKING
 
 import typer
 
-from bmslink.cli.common import fail, registry_or_exit
+from bmslink.cli.common import align_columns, fail, inverter_or_exit, registry_or_exit, wrap_field
 
 if TYPE_CHECKING:  # the registry (tomllib and the data) loads only when the command runs
     from bmslink.registry import Inverter, Pinout
 
-WIDTH = 100
 METER_HINT = (
     "Check with a meter before connecting: against GND, with the bus active, CAN_H reads about "
     "2.5-3.5 V and CAN_L about 1.5-2.5 V."
 )
 NO_PROFILE = "none: bmslink has no profile for this inverter"
-CONFIDENCE_TEXT = {
-    "documented": "documented (vendor manual)",
-    "community": "community (several public sources agree)",
-    "single-source": "single source only",
-    "unknown": "unknown (no public statement found)",
-}
 
 
 def _pins_text(pins: tuple[int, ...]) -> str:
@@ -62,30 +54,15 @@ def _table(inverters: list[Inverter]) -> str:
                 pinout.confidence,
             )
         )
-    widths = [max(len(row[col]) for row in rows) for col in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
+    lines = align_columns(rows)
     lines.append("")
     lines.append("'?' = pin not known. Details and sources: bmslink inverters NAME")
     return "\n".join(lines)
 
 
-def _wrap(label: str, text: str, indent: int = 14) -> list[str]:
-    """``label`` padded to ``indent`` columns, then ``text`` wrapped to WIDTH."""
-    first = f"{label:<{indent}}"
-    return textwrap.wrap(
-        " ".join(text.split()),
-        width=WIDTH,
-        initial_indent=first,
-        subsequent_indent=" " * indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    ) or [first.rstrip()]
-
-
 def _pinout_lines(pinout: Pinout, what: str) -> list[str]:
+    from bmslink.registry import CONFIDENCE_TEXT
+
     lines = [f"{what} (RJ45 pins 1-8), confidence: {CONFIDENCE_TEXT[pinout.confidence]}"]
     if pinout.known:
         for pin, signal in pinout.pins().items():
@@ -94,29 +71,29 @@ def _pinout_lines(pinout: Pinout, what: str) -> list[str]:
     else:
         lines.append("  no pin is known: find the manual or measure; do not guess")
     if pinout.source:
-        lines.extend(_wrap("  source:", pinout.source))
+        lines.extend(wrap_field("  source:", pinout.source))
     if pinout.notes:
-        lines.extend(_wrap("  notes:", pinout.notes))
+        lines.extend(wrap_field("  notes:", pinout.notes))
     if pinout.needs_checking:
-        lines.extend(_wrap("  WARNING:", METER_HINT))
+        lines.extend(wrap_field("  WARNING:", METER_HINT))
     return lines
 
 
 def _detail(inv: Inverter) -> str:
     lines = [f"{inv.name}: {inv.title}"]
     if inv.aliases:
-        lines.extend(_wrap("aliases:", ", ".join(inv.aliases)))
-    lines.extend(_wrap("voltage:", "LV (48 V class)" if inv.voltage == "lv" else "HV"))
+        lines.extend(wrap_field("aliases:", ", ".join(inv.aliases)))
+    lines.extend(wrap_field("voltage:", "LV (48 V class)" if inv.voltage == "lv" else "HV"))
     if inv.profiles:
-        lines.extend(_wrap("profiles:", ", ".join(inv.profiles)))
-        lines.extend(_wrap("recommended:", inv.recommended_profile or ""))
+        lines.extend(wrap_field("profiles:", ", ".join(inv.profiles)))
+        lines.extend(wrap_field("recommended:", inv.recommended_profile or ""))
     else:
-        lines.extend(_wrap("profiles:", NO_PROFILE))
+        lines.extend(wrap_field("profiles:", NO_PROFILE))
     if inv.rs485:
-        lines.extend(_wrap("RS485:", ", ".join(inv.rs485)))
+        lines.extend(wrap_field("RS485:", ", ".join(inv.rs485)))
     bitrate = f"{inv.bitrate} bit/s" if inv.bitrate else "not stated by the sources"
-    lines.extend(_wrap("bit rate:", bitrate))
-    lines.extend(_wrap("setting:", inv.setting or "not known"))
+    lines.extend(wrap_field("bit rate:", bitrate))
+    lines.extend(wrap_field("setting:", inv.setting or "not known"))
     lines.append("")
     lines.extend(_pinout_lines(inv.pinout, "battery (BMS) port"))
     lines.append("")
@@ -124,14 +101,14 @@ def _detail(inv: Inverter) -> str:
         lines.append("quirks:")
         for quirk in inv.quirks:
             label = quirk.code if quirk.value is None else f"{quirk.code} = {quirk.value}"
-            lines.extend(_wrap(f"  {label}:", quirk.text, indent=4 + len(label)))
-            lines.extend(_wrap("    source:", quirk.source, indent=12))
+            lines.extend(wrap_field(f"  {label}:", quirk.text, indent=4 + len(label)))
+            lines.extend(wrap_field("    source:", quirk.source, indent=12))
     else:
         lines.append("quirks:       none known")
     lines.append("")
     if inv.notes:
-        lines.extend(_wrap("notes:", inv.notes))
-    lines.extend(_wrap("source:", inv.source))
+        lines.extend(wrap_field("notes:", inv.notes))
+    lines.extend(wrap_field("source:", inv.source))
     return "\n".join(lines)
 
 
@@ -151,10 +128,7 @@ def inverters_command(
     if name is not None and profile is not None:
         fail("give an inverter NAME or --profile, not both", code=2)
     if name is not None:
-        try:
-            inverter = registry.find_inverter(name)
-        except RegistryError as exc:
-            fail(str(exc), code=2)
+        inverter = inverter_or_exit(name)
         if as_json:
             typer.echo(json.dumps(inverter.to_dict(), indent=2, ensure_ascii=False))
         else:

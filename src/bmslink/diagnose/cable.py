@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUS_LABELS",
-    "CONFIDENCE_TEXT",
+    "RS485_TERMINATION",
     "T568B",
     "VERDICTS",
     "CablePlan",
@@ -54,7 +54,6 @@ __all__ = [
     "bms_profiles",
     "build_hint",
     "diagram",
-    "find_bms",
     "inverter_has_bus",
     "pinout_advice",
     "plan_cable",
@@ -86,13 +85,6 @@ T568B: Final[dict[int, str]] = {
 }
 """Wire colour at each pin of a T-568B patch cable (the usual one)."""
 
-CONFIDENCE_TEXT: Final[dict[str, str]] = {
-    "documented": "documented (vendor manual)",
-    "community": "community (several public sources agree)",
-    "single-source": "single source only",
-    "unknown": "unknown (no public statement found)",
-}
-
 MEASURE: Final[dict[str, str]] = {
     "can": (
         "with the device on and its bus active, measure DC against the port's GND pin: CAN_H "
@@ -110,6 +102,13 @@ CAN_60_OHM: Final = (
     "CAN needs 120 ohm at each of the two ends of the bus: with everything powered off, CAN_H to "
     "CAN_L should read about 60 ohm (about 120 ohm: one end lacks its terminator; open or "
     "kilo-ohms: neither end is terminated)."
+)
+
+RS485_TERMINATION: Final[tuple[str, ...]] = (
+    "RS485: a short run (a few metres) usually works unterminated; on long runs (more than "
+    "about 10 m) put 120 ohm across A and B at both ends of the line.",
+    "Wire A to A and B to B. Vendors swap the A/B labels: if the link stays silent, swap the two "
+    "wires (this does no harm).",
 )
 
 
@@ -287,49 +286,50 @@ def profile_advice(bms: Bms, inverter: Inverter, bus: str = "can") -> ProfileAdv
 def termination_lines(bms: Bms, inverter: Inverter, bus: str = "can") -> tuple[str, ...]:
     """Termination advice for this pair on ``bus``, from both entries' facts."""
     if bus == "rs485":
-        lines = [
-            "RS485: a short run (a few metres) usually works unterminated; on long runs (more "
-            "than about 10 m) put 120 ohm across A and B at both ends of the line.",
-            "Wire A to A and B to B. Vendors swap the A/B labels: if the link stays silent, swap "
-            "the two wires (this does no harm).",
-        ]
-        return tuple(lines)
-    lines = [CAN_60_OHM]
-    builtin = inverter.quirk("builtin_termination")
-    needs = inverter.quirk("needs_termination")
-    if builtin is not None:
-        lines.append(
-            f"{inverter.name}: already terminated at its end (quirk builtin_termination); do "
-            "not add a second terminator there."
-        )
-    elif needs is not None:
-        lines.append(f"{inverter.name}: its end must be terminated. {needs.text}")
-    else:
-        lines.append(
-            f"{inverter.name}: whether it terminates its end is not recorded; measure as above."
-        )
-    term = bms.termination
-    note = f". {term.notes.rstrip('.')}" if term.notes else ""
-    if term.builtin == "always":
-        lines.append(f"{bms.title}: terminates its end of the bus{note}.")
-    elif term.builtin == "switch":
-        lines.append(
-            f"{bms.title}: has a terminator switch{note}. Turn it on only on the pack at the "
-            "end of the bus (the one wired to the inverter when the inverter is the other end)."
-        )
-    elif term.builtin == "none":
-        lines.append(
-            f"{bms.title}: does not terminate; add 120 ohm across CAN_H/CAN_L at its end{note}."
-        )
-    else:
-        lines.append(f"{bms.title}: whether it terminates its end is not recorded{note}.")
-    if builtin is None and term.builtin in ("unknown", "none"):
+        return RS485_TERMINATION
+    lines = [
+        CAN_60_OHM,
+        _inverter_termination(inverter)
+        or f"{inverter.name}: whether it terminates its end is not recorded; measure as above.",
+        _bms_termination(bms),
+    ]
+    inverter_terminated = inverter.quirk("builtin_termination") is not None
+    if not inverter_terminated and bms.termination.builtin in ("unknown", "none"):
         lines.append(
             "If you measure about 120 ohm, add a 120 ohm resistor across CAN_H and CAN_L at the "
             "end that lacks one (or turn on that device's terminator switch, if its manual names "
             "one)."
         )
     return tuple(lines)
+
+
+def _inverter_termination(inverter: Inverter) -> str | None:
+    """What the inverter's termination quirks say about its end; None when they say nothing."""
+    if inverter.quirk("builtin_termination") is not None:
+        return (
+            f"{inverter.name}: already terminated at its end (quirk builtin_termination); do "
+            "not add a second terminator there."
+        )
+    needs = inverter.quirk("needs_termination")
+    if needs is not None:
+        return f"{inverter.name}: its end must be terminated. {needs.text}"
+    return None
+
+
+def _bms_termination(bms: Bms) -> str:
+    """What the BMS entry's ``termination`` says about its end (also when nothing is known)."""
+    term = bms.termination
+    note = f". {term.notes.rstrip('.')}" if term.notes else ""
+    if term.builtin == "always":
+        return f"{bms.title}: terminates its end of the bus{note}."
+    if term.builtin == "switch":
+        return (
+            f"{bms.title}: has a terminator switch{note}. Turn it on only on the pack at the "
+            "end of the bus (the one wired to the inverter when the inverter is the other end)."
+        )
+    if term.builtin == "none":
+        return f"{bms.title}: does not terminate; add 120 ohm across CAN_H/CAN_L at its end{note}."
+    return f"{bms.title}: whether it terminates its end is not recorded{note}."
 
 
 def plan_cable(bms: Bms, inverter: Inverter, bus: str = "can") -> CablePlan:
@@ -341,11 +341,12 @@ def plan_cable(bms: Bms, inverter: Inverter, bus: str = "can") -> CablePlan:
     profiles = profile_advice(bms, inverter, bus)
     termination = termination_lines(bms, inverter, bus)
     notes: list[str] = []
-    if port is None or not inverter_has_bus(inverter, bus):
+    inverter_port = inverter_has_bus(inverter, bus)
+    if port is None or not inverter_port:
         if port is None:
             have = ", ".join(f"{p.name} ({BUS_LABELS[p.bus]})" for p in bms.ports)
             notes.append(f"{bms.title} has no {label} port in the registry (ports: {have}).")
-        if not inverter_has_bus(inverter, bus):
+        if not inverter_port:
             notes.append(
                 f"{inverter.name}: no {label} battery port is recorded for this inverter "
                 f"({_bus_evidence(inverter)})."
@@ -555,14 +556,10 @@ def _registry(registry: Registry | None) -> Registry:
     return default_registry()
 
 
-def find_bms(name: str, registry: Registry | None = None) -> Bms:
-    """The BMS family called ``name`` (or an alias); ``RegistryError`` with suggestions if none."""
-    return _registry(registry).find_bms(name)
-
-
 def bms_profiles(name: str, registry: Registry | None = None) -> tuple[str, ...]:
-    """The bmslink profiles the named BMS can be set to send (empty when no source says)."""
-    return find_bms(name, registry).profiles
+    """The bmslink profiles the named BMS can be set to send (empty when no source says);
+    an unknown name raises ``RegistryError`` with suggestions."""
+    return _registry(registry).find_bms(name).profiles
 
 
 def pinout_advice(
@@ -613,21 +610,11 @@ def termination_advice(
     if found is not None and inv is not None:
         return list(termination_lines(found, inv, bus))
     if bus == "rs485":
-        return [
-            "RS485: terminate only long runs (more than about 10 m) with 120 ohm across A and B "
-            "at both ends; wire A to A and B to B, and swap them if the link stays silent."
-        ]
-    lines = [CAN_60_OHM]
-    if inv is not None:
-        builtin, needs = inv.quirk("builtin_termination"), inv.quirk("needs_termination")
-        if builtin is not None:
-            lines.append(
-                f"{inv.name}: already terminated at its end; do not add a terminator there."
-            )
-        elif needs is not None:
-            lines.append(f"{inv.name}: its end must be terminated: {needs.text}")
+        return list(RS485_TERMINATION)
+    lines = [CAN_60_OHM]  # one side named: only what is recorded about it
+    inverter_line = _inverter_termination(inv) if inv is not None else None
+    if inverter_line is not None:
+        lines.append(inverter_line)
     if found is not None and found.termination.builtin != "unknown":
-        lines.append(
-            f"{found.title}: termination {found.termination.builtin} ({found.termination.notes})."
-        )
+        lines.append(_bms_termination(found))
     return lines

@@ -25,7 +25,7 @@ import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, Final, Protocol, TypeVar
 
@@ -35,6 +35,7 @@ __all__ = [
     "BMS_FILE_NAME",
     "BUSES",
     "CONFIDENCE_LEVELS",
+    "CONFIDENCE_TEXT",
     "PIN_SIGNALS",
     "QUIRK_CODES",
     "TERMINATION_KINDS",
@@ -72,9 +73,16 @@ def registered_bridge_types() -> tuple[str, ...]:
     return tuple(BMS_TYPES)
 
 
-CONFIDENCE_LEVELS: Final[tuple[str, ...]] = ("documented", "community", "single-source", "unknown")
-"""How far a pinout can be trusted: vendor manual, several community sources that agree, one
-source, or nothing found (then no pin may be given)."""
+CONFIDENCE_TEXT: Final[Mapping[str, str]] = {
+    "documented": "documented (vendor manual)",
+    "community": "community (several public sources agree)",
+    "single-source": "single source only",
+    "unknown": "unknown (no public statement found)",
+}
+"""How far a pinout can be trusted, each level as the CLI explains it (with ``unknown`` no pin
+may be given)."""
+
+CONFIDENCE_LEVELS: Final[tuple[str, ...]] = tuple(CONFIDENCE_TEXT)
 
 VOLTAGES: Final[tuple[str, ...]] = ("lv", "hv")
 
@@ -421,12 +429,11 @@ def load_registry(
     if known_profiles is None and text is None and bms_text is None:
         return default_registry()
     profiles = registered_profiles() if known_profiles is None else tuple(known_profiles)
-    if bms_text is None and text is None:
-        bms_text = _shipped_text(BMS_FILE_NAME)
-    registry = _parse(_shipped_text(FILE_NAME) if text is None else text, profiles)
-    if bms_text is None:
-        return registry
-    return replace(registry, bmss=_parse_bms(bms_text, profiles))
+    if text is None:
+        text = _shipped_text(FILE_NAME)
+        if bms_text is None:
+            bms_text = _shipped_text(BMS_FILE_NAME)
+    return _build(text, bms_text, profiles)
 
 
 def load_bms_ports(
@@ -442,9 +449,14 @@ def load_bms_ports(
 @functools.cache
 def default_registry() -> Registry:
     """The shipped registry (both files), parsed once per process."""
-    profiles = registered_profiles()
-    registry = _parse(_shipped_text(FILE_NAME), profiles)
-    return replace(registry, bmss=_parse_bms(_shipped_text(BMS_FILE_NAME), profiles))
+    return _build(_shipped_text(FILE_NAME), _shipped_text(BMS_FILE_NAME), registered_profiles())
+
+
+def _build(text: str, bms_text: str | None, known_profiles: tuple[str, ...]) -> Registry:
+    """A registry from ``inverters.toml`` text and (None: no BMS) ``bms_ports.toml`` text."""
+    inverters = _parse(text, known_profiles)
+    bmss = () if bms_text is None else _parse_bms(bms_text, known_profiles)
+    return Registry(inverters=inverters, known_profiles=known_profiles, bmss=bmss)
 
 
 def _shipped_text(file_name: str = FILE_NAME) -> str:
@@ -454,53 +466,44 @@ def _shipped_text(file_name: str = FILE_NAME) -> str:
         raise RegistryError(f"{file_name}: cannot read the shipped registry: {exc}") from exc
 
 
-def _parse(text: str, known_profiles: tuple[str, ...]) -> Registry:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"{FILE_NAME}: not valid TOML: {exc}") from exc
-    if "battery" in data:
-        raise RegistryError(
-            f"{FILE_NAME}: [[battery]] entries are no longer read here: battery/BMS ports live "
-            f"in {BMS_FILE_NAME} as [[bms]] entries with [[bms.ports]]"
-        )
-    unknown = sorted(set(data) - {"schema", "inverter"})
-    if unknown:
-        raise RegistryError(f"{FILE_NAME}: unknown top-level key {unknown[0]!r}")
-    if data.get("schema") != SCHEMA_VERSION:
-        raise RegistryError(
-            f"{FILE_NAME}: schema must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
-        )
+def _parse(text: str, known_profiles: tuple[str, ...]) -> tuple[Inverter, ...]:
     inverters = tuple(
         _inverter(_Ctx("inverter", i, raw), known_profiles)
-        for i, raw in enumerate(_table_list(data, "inverter"), start=1)
+        for i, raw in enumerate(_entries(text, FILE_NAME, "inverter"), start=1)
     )
     _check_unique("inverter", inverters)
-    return Registry(inverters=inverters, known_profiles=known_profiles)
+    return inverters
 
 
 def _parse_bms(text: str, known_profiles: tuple[str, ...]) -> tuple[Bms, ...]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RegistryError(f"{BMS_FILE_NAME}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"schema", "bms"})
-    if unknown:
-        raise RegistryError(f"{BMS_FILE_NAME}: unknown top-level key {unknown[0]!r}")
-    if data.get("schema") != SCHEMA_VERSION:
-        raise RegistryError(
-            f"{BMS_FILE_NAME}: schema must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
-        )
     bridges = registered_bridge_types()
     bmss = tuple(
         _bms(_Ctx("bms", i, raw, BMS_FILE_NAME), known_profiles, bridges)
-        for i, raw in enumerate(_table_list(data, "bms", BMS_FILE_NAME), start=1)
+        for i, raw in enumerate(_entries(text, BMS_FILE_NAME, "bms"), start=1)
     )
     _check_unique("bms", bmss, BMS_FILE_NAME)
     return bmss
 
 
-def _table_list(data: Mapping[str, Any], key: str, file_name: str = FILE_NAME) -> list[Any]:
+def _entries(text: str, file_name: str, key: str) -> list[Any]:
+    """The ``[[key]]`` tables of a registry file, once it is TOML of this schema with no other
+    top-level key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{file_name}: not valid TOML: {exc}") from exc
+    if file_name == FILE_NAME and "battery" in data:
+        raise RegistryError(
+            f"{FILE_NAME}: [[battery]] entries are no longer read here: battery/BMS ports live "
+            f"in {BMS_FILE_NAME} as [[bms]] entries with [[bms.ports]]"
+        )
+    unknown = sorted(set(data) - {"schema", key})
+    if unknown:
+        raise RegistryError(f"{file_name}: unknown top-level key {unknown[0]!r}")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise RegistryError(
+            f"{file_name}: schema must be {SCHEMA_VERSION}, got {data.get('schema')!r}"
+        )
     value = data.get(key, [])
     if not isinstance(value, list):
         raise RegistryError(f"{file_name}: {key} must be an array of tables ([[{key}]])")
@@ -572,13 +575,8 @@ def _name_and_aliases(ctx: _Ctx) -> tuple[str, tuple[str, ...]]:
     return name, aliases
 
 
-def _inverter(ctx: _Ctx, known_profiles: tuple[str, ...]) -> Inverter:
-    ctx.check_keys(ctx.raw, _INVERTER_KEYS, "")
-    name, aliases = _name_and_aliases(ctx)
-    title = ctx.string("title", required=True)
-    voltage = ctx.string("voltage", required=True)
-    if voltage not in VOLTAGES:
-        raise ctx.error("voltage", f"must be one of {', '.join(VOLTAGES)}")
+def _profiles(ctx: _Ctx, known_profiles: tuple[str, ...]) -> tuple[str, ...]:
+    """An entry's ``profiles``: each must be one bmslink has (a close name is suggested)."""
     profiles = ctx.strings("profiles", required=True)
     for profile in profiles:
         if profile not in known_profiles:
@@ -587,6 +585,24 @@ def _inverter(ctx: _Ctx, known_profiles: tuple[str, ...]) -> Inverter:
                 f"names unknown profile {profile!r}{_suggest(profile, known_profiles)}; "
                 f"known: {', '.join(known_profiles)}",
             )
+    return profiles
+
+
+def _no_repeats(ctx: _Ctx, key: str, what: str, values: list[str]) -> None:
+    """Refuse a sub-table list (``key``) where two items share a code or name."""
+    for value in values:
+        if values.count(value) > 1:
+            raise ctx.error(key, f"{what} {value!r} twice")
+
+
+def _inverter(ctx: _Ctx, known_profiles: tuple[str, ...]) -> Inverter:
+    ctx.check_keys(ctx.raw, _INVERTER_KEYS, "")
+    name, aliases = _name_and_aliases(ctx)
+    title = ctx.string("title", required=True)
+    voltage = ctx.string("voltage", required=True)
+    if voltage not in VOLTAGES:
+        raise ctx.error("voltage", f"must be one of {', '.join(VOLTAGES)}")
+    profiles = _profiles(ctx, known_profiles)
     bitrate = ctx.raw.get("bitrate")
     if bitrate is not None and (
         not isinstance(bitrate, int) or isinstance(bitrate, bool) or bitrate <= 0
@@ -598,10 +614,7 @@ def _inverter(ctx: _Ctx, known_profiles: tuple[str, ...]) -> Inverter:
     if not isinstance(quirks_raw, list):
         raise ctx.error("quirks", "must be an array of tables ([[inverter.quirks]])")
     quirks = tuple(_quirk(ctx, i, q) for i, q in enumerate(quirks_raw, start=1))
-    codes = [q.code for q in quirks]
-    for code in codes:
-        if codes.count(code) > 1:
-            raise ctx.error("quirks", f"lists code {code!r} twice")
+    _no_repeats(ctx, "quirks", "lists code", [q.code for q in quirks])
     return Inverter(
         name=name,
         title=title,
@@ -689,14 +702,7 @@ def _bms(ctx: _Ctx, known_profiles: tuple[str, ...], bridges: tuple[str, ...]) -
     title = ctx.string("title", required=True)
     source = ctx.string("source", required=True)
     assert title is not None and source is not None
-    profiles = ctx.strings("profiles", required=True)
-    for profile in profiles:
-        if profile not in known_profiles:
-            raise ctx.error(
-                "profiles",
-                f"names unknown profile {profile!r}{_suggest(profile, known_profiles)}; "
-                f"known: {', '.join(known_profiles)}",
-            )
+    profiles = _profiles(ctx, known_profiles)
     profiles_source = ctx.string("profiles_source", required=bool(profiles)) or ""
     settings_raw = ctx.raw.get("settings", {})
     if not isinstance(settings_raw, dict):
@@ -717,10 +723,7 @@ def _bms(ctx: _Ctx, known_profiles: tuple[str, ...], bridges: tuple[str, ...]) -
     if not isinstance(ports_raw, list) or not ports_raw:
         raise ctx.error("ports", "must be a non-empty array of tables ([[bms.ports]])")
     ports = tuple(_bms_port(ctx, i, raw) for i, raw in enumerate(ports_raw, start=1))
-    names = [port.name for port in ports]
-    for port_name in names:
-        if names.count(port_name) > 1:
-            raise ctx.error("ports", f"names port {port_name!r} twice")
+    _no_repeats(ctx, "ports", "names port", [port.name for port in ports])
     return Bms(
         name=name,
         title=title,
