@@ -9,9 +9,9 @@ Choices made where the issue is silent:
 - Period is the mean of the last ``RECENT_INTERVALS`` intervals of an id, jitter
   their standard deviation: recent, so a battery that changes pace shows it.
 - The BatteryState follows :class:`~bmslink.roles.inverter.InverterRole`: only
-  battery frames, each frame's values expire ``frame_expiry_s`` (10 s) or 2.5
-  periods after it was last seen, and an expired value is absent, not stale.
-  No fresh battery frame at all gives None.
+  battery frames, each frame's values expiring by the shared rule of
+  :mod:`bmslink.profiles.expiry` (10 s, or 2.5 periods), an expired value absent,
+  not stale. No fresh battery frame at all gives None.
 - Profile ``auto``: detection runs on the statistics gathered so far, every
   ``DETECT_EVERY_FRAMES`` frames or ``DETECT_EVERY_S`` seconds, once there are
   ``DETECT_MIN_FRAMES`` frames (or ``DETECT_FEWEST_FRAMES`` over
@@ -41,13 +41,12 @@ from bmslink.diagnose.detect import Detection, detect
 from bmslink.diagnose.stats import CaptureStats
 from bmslink.errors import DecodeError
 from bmslink.profiles import PROFILES
-from bmslink.profiles.base import FrameSpec, Profile, assemble, format_id
-from bmslink.roles.inverter import PERIODS_TO_EXPIRE
+from bmslink.profiles.base import FrameSpec, Profile, format_id
+from bmslink.profiles.expiry import FRAME_EXPIRY_S, frame_expiry, frame_key, fresh_state
 from bmslink.state import BatteryState
 
 MAX_IDS = 512
 RECENT_INTERVALS = 32
-FRAME_EXPIRY_S = 10.0
 CONFIDENT = 0.6
 DETECT_MIN_FRAMES = 16
 DETECT_MIN_SPAN_S = 2.0
@@ -246,24 +245,12 @@ class SniffEngine:
         return sorted(self.rows.values(), key=lambda r: (r.extended, r.can_id))
 
     def expiry(self, spec: FrameSpec) -> float:
-        if spec.period_s is None:
-            return self.frame_expiry_s
-        return max(self.frame_expiry_s, PERIODS_TO_EXPIRE * spec.period_s)
+        return frame_expiry(spec, self.frame_expiry_s)
 
     def state(self, now: float | None = None) -> BatteryState | None:
         """The battery from fresh battery frames; None when there is none (or no profile)."""
         now = self.clock.now() if now is None else now
-        fresh = [
-            (spec, fields)
-            for seen, spec, fields in self._latest.values()
-            if now - seen <= self.expiry(spec)
-        ]
-        if not fresh:
-            return None
-        values: dict[str, Any] = {
-            k: list(v) if isinstance(v, list) else v for k, v in assemble(fresh).items()
-        }
-        return BatteryState(**values)
+        return fresh_state(self._latest, now, self.frame_expiry_s)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -277,20 +264,18 @@ class SniffEngine:
         row.spec = row.fields = row.error = None
         if profile is None:
             return
-        if profile.spec(row.can_id, row.extended) is None:
+        spec = profile.spec(row.can_id, row.extended)
+        if spec is None:
             return  # not this profile's id: shown without a name
         try:
             decoded = profile.decode(row.can_id, row.data, row.extended)
         except DecodeError as exc:
             self.decode_errors += count
-            row.spec = profile.spec(row.can_id, row.extended)
-            row.error = str(exc)
+            row.spec, row.error = spec, str(exc)
             return
         row.spec, row.fields = decoded.spec, decoded.fields
         if decoded.spec.sender == "battery":
-            mux = decoded.spec.mux
-            key = decoded.spec.label if mux is None else f"{decoded.spec.label}/{mux[1]}"
-            self._latest[key] = (now, decoded.spec, decoded.fields)
+            self._latest[frame_key(decoded.spec)] = (now, decoded.spec, decoded.fields)
 
     def _flush(self) -> None:
         if self._pending:
