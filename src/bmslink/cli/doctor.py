@@ -134,9 +134,9 @@ def _heard_from_capture(source: str) -> Heard:
 
 
 def _heard_live(spec: BusSpec, listen: float, scan: bool, scan_seconds: float) -> Heard:
-    from bmslink.capture import FrameBatch
     from bmslink.diagnose.doctor import Heard, ScanResult, id_labels
     from bmslink.diagnose.live import (
+        DEFAULT_BITRATE,
         SCAN_BITRATES,
         BusWatcher,
         LiveBusError,
@@ -144,7 +144,7 @@ def _heard_live(spec: BusSpec, listen: float, scan: bool, scan_seconds: float) -
         scan_bitrates,
     )
 
-    bitrate = spec.bitrate or 500_000
+    bitrate = spec.bitrate or DEFAULT_BITRATE
     try:
         bus = spec.open()
     except LiveBusError as exc:
@@ -172,7 +172,7 @@ def _heard_live(spec: BusSpec, listen: float, scan: bool, scan_seconds: float) -
         rates = [r for r in SCAN_BITRATES if r != bitrate]
         results = scan_bitrates(spec, rates, seconds=scan_seconds, bus=bus)
         for rate, seen in results.items():
-            frames = [FrameBatch.from_frames(seen.frames)] if seen.frames else []
+            frames = [seen.batch()] if seen.frames else []
             heard.scan.append(
                 ScanResult(
                     rate,

@@ -104,7 +104,6 @@ SLCAN_STATUS_BITS: Mapping[int, str] = {
     5: "error_passive",
     7: "bus_error",
 }
-STATUS_FLAGS = ("bus_error", "error_passive", "error_warning", "overrun", "bus_off")
 
 # linux/can/error.h: error class in the id, controller status in data[1]
 _ERR_CLASS_FLAGS = {0x08: "bus_error", 0x20: "bus_error", 0x40: "bus_off", 0x80: "bus_error"}
@@ -222,7 +221,7 @@ class BusSpec:
     def _failure(self, rate: int | None, exc: Exception) -> str:
         cause = str(exc).strip() or type(exc).__name__
         hint = OPEN_HINTS.get(self.interface, DEFAULT_HINT).format(
-            channel=self.channel or "can0", bitrate=rate or 500_000
+            channel=self.channel or "can0", bitrate=rate or DEFAULT_BITRATE
         )
         return f"cannot open {self.describe(rate)}: {cause}; {hint}"
 
