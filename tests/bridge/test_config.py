@@ -109,6 +109,17 @@ def test_the_example_config_validates_as_shipped() -> None:
         ),
         ({"link_loss": {"pack_stale_s": 0.5}}, "pack_stale_s 0.5 s is shorter than one poll of a"),
         ({"bms": []}, "bms: List should have at least 1 item"),
+        (
+            # the controller's DVL (2.90 V × 16 = 46.4 V) leaves no room below this CVL
+            {
+                "hardware": {
+                    "max_charge_current_a": 100,
+                    "max_discharge_current_a": 100,
+                    "max_charge_voltage_v": 46,
+                }
+            },
+            "hardware max_charge_voltage_v 46 V must be above min_cell_v × series_cells (46.4 V)",
+        ),
     ],
 )
 def test_a_bad_config_names_the_key(changes: dict[str, object], named: str) -> None:

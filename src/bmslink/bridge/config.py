@@ -18,6 +18,7 @@ from bmslink.bms.registry import BMS_TYPES, protocol_class
 from bmslink.bridge.aggregate import BankSettings, PackSettings
 from bmslink.bridge.core import LinkLossSettings
 from bmslink.control import ControlSettings
+from bmslink.control.controller import discharge_voltage
 from bmslink.control.soc import PackSocSettings
 from bmslink.errors import BmslinkError
 from bmslink.limits import HardwareLimits
@@ -206,13 +207,15 @@ class BridgeConfig(_Strict):
                     f"link_loss.pack_stale_s {self.link_loss.pack_stale_s:g} s is shorter than "
                     f"one poll of {b.name} can take ({worst:g} s: interval + tries x timeout)"
                 )
-        self.hardware_limits()  # raises on inconsistent voltages
+        hardware = self.hardware_limits()  # raises on inconsistent voltages
         cells = self.control.series_cells
         if "series_cells" in self.control.model_fields_set and cells != self.bank.series_cells:
             raise ValueError(
                 f"control.series_cells {cells} differs from bank.series_cells "
                 f"{self.bank.series_cells}: set it once, in [bank]"
             )
+        # the controller's own check, here so the file is refused on load, not on start
+        discharge_voltage(self.control_settings(), hardware)
         return self
 
     def hardware_limits(self) -> HardwareLimits:

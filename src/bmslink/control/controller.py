@@ -67,12 +67,12 @@ from bmslink.clock import Clock
 from bmslink.control.currents import CellHold, DirectionRules, RampedLimit, TemperatureWindow
 from bmslink.control.settings import ControlSettings
 from bmslink.control.tables import Table
-from bmslink.control.voltage import ChargeVoltage
+from bmslink.control.voltage import MODES, ChargeVoltage
 from bmslink.limits import HardwareLimits, stopped_directions
 from bmslink.state import BatteryState
 
 #: Presented modes: the CVL machine's three and "safe" (stale or no input).
-OUTPUT_MODES: tuple[str, ...] = ("bulk", "absorption", "float", "safe")
+OUTPUT_MODES: tuple[str, ...] = (*MODES, "safe")
 #: Reasons after which a hard rule (over/under-voltage, temperature window) still speaks.
 _DERATING = frozenset({"max", "bms", "cell_voltage", "temperature", "soc"})
 _isfinite = math.isfinite
@@ -116,6 +116,21 @@ class ControlOutput:
         return state.merged(updates)
 
 
+def discharge_voltage(settings: ControlSettings, hardware: HardwareLimits) -> float:
+    """The DVL these settings send: min_cell_v × series_cells, not below the hardware minimum.
+
+    ValueError when the hardware's maximum charge voltage leaves no room above it (the
+    bridge's config check calls this too, so such a file is refused on load).
+    """
+    dvl = settings.min_cell_v * settings.series_cells
+    if not hardware.max_charge_voltage_v > max(dvl, hardware.min_discharge_voltage_v):
+        raise ValueError(
+            f"hardware max_charge_voltage_v {hardware.max_charge_voltage_v:g} V must be "
+            f"above min_cell_v × series_cells ({dvl:g} V)"
+        )
+    return max(dvl, hardware.min_discharge_voltage_v)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and _isfinite(value) else None
 
@@ -131,27 +146,19 @@ class Controller:
 
     def __init__(self, settings: ControlSettings, hardware: HardwareLimits, clock: Clock) -> None:
         s = settings
-        dvl = s.min_cell_v * s.series_cells
-        if not hardware.max_charge_voltage_v > max(dvl, hardware.min_discharge_voltage_v):
-            raise ValueError(
-                f"hardware max_charge_voltage_v {hardware.max_charge_voltage_v:g} V must be "
-                f"above min_cell_v × series_cells ({dvl:g} V)"
-            )
+        self._dvl = discharge_voltage(settings, hardware)
         self.settings = settings
         self.hardware = hardware
         self.clock = clock
         self._series = s.series_cells
         self._bulk_cell = s.bulk_cell_v
         self._float_cell = s.float_cell_v
-        self._min_cell = s.min_cell_v
         self._ovp = s.cell_over_voltage_v
         self._uvp = s.cell_under_voltage_v
         self._stale_s = s.stale_after_s
         self._hw_ccl = hardware.max_charge_current_a
         self._hw_dcl = hardware.max_discharge_current_a
         self._hw_cvl = hardware.max_charge_voltage_v
-        self._hw_dvl = hardware.min_discharge_voltage_v
-        self._dvl = max(s.min_cell_v * s.series_cells, hardware.min_discharge_voltage_v)
         self._fc_on = s.force_charge_on_soc_pct
         self._fc_off = s.force_charge_off_soc_pct
         self._cap = s.soc_cap_pct if s.soc_cap_until_full else None
