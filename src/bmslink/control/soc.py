@@ -306,20 +306,9 @@ class VoltageSocEstimator:
             _Branch(0, s.hysteresis_v, half),
             _Branch(1, s.hysteresis_v, half),
         )
-        self._soc: float | None = None
-        self._basis: SocBasis = "none"
-        self._direction = 0
         self._last_now: float | None = None
         self._i_last = 0.0
-        self._i_time: float | None = None
-        self._v_time: float | None = None
-        self._rest_s = 0.0
-        self._rest_done = False
-        self._steep_s = 0.0
-        self._full_s = 0.0
-        self._full_done = False
-        self._empty_s = 0.0
-        self._empty_done = False
+        self._drop()
 
     @property
     def soc_pct(self) -> float | None:
@@ -343,11 +332,11 @@ class VoltageSocEstimator:
 
     def _drop(self) -> None:
         """Forget everything that depends on continuity: the estimate and all timers."""
-        self._soc = None
-        self._basis = "none"
+        self._soc: float | None = None
+        self._basis: SocBasis = "none"
         self._direction = 0
-        self._i_time = None
-        self._v_time = None
+        self._i_time: float | None = None
+        self._v_time: float | None = None
         self._rest_s = 0.0
         self._rest_done = False
         self._steep_s = 0.0
