@@ -160,7 +160,8 @@ def parse_candump_block(
         if not strip.any() and not flag.any():
             break
         trimmed = trimmed - strip - 2 * flag
-    regular = _parse_regular_block(buf, starts, trimmed)
+    padded = np.concatenate([buf, np.zeros(32, dtype=np.uint8)])  # reads never run off the end
+    regular = _parse_regular_block(padded, starts, trimmed)
     if regular is not None:
         return regular, np.arange(len(starts)), starts, ends
     ok = (trimmed > starts) & (buf[np.clip(starts, 0, max(len(buf) - 1, 0))] == 40)  # "("
@@ -186,7 +187,6 @@ def parse_candump_block(
     # go to the per-line parser instead of overflowing
     ok &= (data_chars >= 0) & (close - starts - 1 >= 1) & (close - starts - 1 <= 19)
     good = np.flatnonzero(ok)
-    padded = np.concatenate([buf, np.zeros(32, dtype=np.uint8)])  # reads never run off the end
     hash_good, id_len_good, chars = hashes[good], id_len[good], data_chars[good]
     start_good = starts[good] + 1
     ts_len = close[good] - start_good
@@ -229,8 +229,7 @@ def parse_candump_block(
             decimals += is_digit & seen_dot
         timestamps = whole / _POWERS[decimals]
     extended = id_len_good == 8
-    ids_ok = np.where(extended, ids <= 0x1FFFFFFF, ids <= 0x7FF)
-    valid = ~bad & (ids_ok | (extended & ((ids & CAN_ERR_FLAG) != 0)))
+    valid = ~bad & _ids_valid(ids, extended)
     kept = good[valid]
     batch = FrameBatch(
         timestamps[valid],
@@ -248,10 +247,18 @@ _FIRST_LINE = re.compile(
 )
 
 
+def _ids_valid(ids: np.ndarray, extended: np.ndarray) -> np.ndarray:
+    """Ids that fit 11 or 29 bits, or are error frames (counted apart by the caller)."""
+    ids_ok = np.where(extended, ids <= 0x1FFFFFFF, ids <= 0x7FF)
+    return np.asarray(ids_ok | (extended & ((ids & CAN_ERR_FLAG) != 0)))
+
+
 def _parse_regular_block(
-    buf: np.ndarray, starts: np.ndarray, trimmed: np.ndarray
+    padded: np.ndarray, starts: np.ndarray, trimmed: np.ndarray
 ) -> FrameBatch | None:
     """Every line of a block shaped like its first, as one writer makes them: the frames.
+
+    ``padded``: the block's bytes followed by 32 zeros, so fixed offsets never run off.
 
     The shape (timestamp width, channel) is learnt from the first line and checked on
     every line at fixed offsets, so the buffer is not searched for delimiters. All or
@@ -261,7 +268,7 @@ def _parse_regular_block(
     n = len(starts)
     if n == 0:
         return None
-    first = _FIRST_LINE.fullmatch(bytes(buf[starts[0] : trimmed[0]]))
+    first = _FIRST_LINE.fullmatch(bytes(padded[starts[0] : trimmed[0]]))
     if first is None:
         return None
     width = len(first.group(1))
@@ -270,7 +277,6 @@ def _parse_regular_block(
     id_at = close + 2 + len(channel) + 1
     if int((trimmed - starts).min()) < id_at + 4:
         return None
-    padded = np.concatenate([buf, np.zeros(32, dtype=np.uint8)])
     for offset, char in ((0, 40), (close, 41), (close + 1, 32), (id_at - 1, 32)):
         if not (padded[starts + offset] == char).all():
             return None
@@ -293,8 +299,7 @@ def _parse_regular_block(
         return None
     ids, data, timestamps, bad = columns
     extended = id_len == 8
-    ids_ok = np.where(extended, ids <= 0x1FFFFFFF, ids <= 0x7FF)
-    if bad.any() or not (ids_ok | (extended & ((ids & CAN_ERR_FLAG) != 0))).all():
+    if bad.any() or not _ids_valid(ids, extended).all():
         return None
     return FrameBatch(
         timestamps, ids.astype(np.uint32), extended, (chars // 2).astype(np.uint8), data
