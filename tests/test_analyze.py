@@ -273,6 +273,30 @@ def test_every_profile_matches_the_per_frame_decoder(name):
     assert_matches_per_frame(profile, batch, result, rows)
 
 
+def test_a_key_two_frames_carry_follows_the_latest_frame():
+    """No bundled profile sends one key in two frames; the series then keeps the newer one."""
+    profile = Profile(
+        "two-socs",
+        "soc_pct in two frames",
+        (
+            FrameSpec(0x100, "soc_a", 2, "battery", (Num("soc_pct", 0),)),
+            FrameSpec(0x200, "soc_b", 2, "battery", (Num("soc_pct", 0),), period_s=5.0),
+        ),
+    )
+    frames = [(T0 + t, 0x100, False, struct.pack("<H", 10 + t)) for t in range(30)]
+    frames = [f for f in frames if not T0 + 12 <= f[0] < T0 + 25]  # 0x100 silent a while
+    frames += [(T0 + t + 0.5, 0x200, False, struct.pack("<H", 90 - t)) for t in range(0, 30, 5)]
+    frames.sort(key=lambda f: f[0])
+    batch = batch_of(frames)
+    for size in (None, 7):
+        result, rows = run(batch, profile, size=size)
+        assert_matches_per_frame(profile, batch, result, rows)
+        soc = {
+            b - math.floor(T0): as_row(result.series_keys, r)["soc_pct"] for b, r in rows.items()
+        }
+        assert (soc[5], soc[6], soc[18]) == (85.0, 16.0, 75.0)
+
+
 def test_a_capture_file_round_trip_matches_the_decoder(tmp_path):
     frames = traffic(PYLON, 120.0, state_at=with_alarms())
     path = tmp_path / "cap.log"
@@ -672,6 +696,13 @@ def test_a_bad_output_path_fails_before_reading(tmp_path, option):
     result = invoke(str(tmp_path / "absent.log"), option, str(missing))
     assert result.exit_code == 2
     assert str(missing) in result.stderr and "does not exist" in result.stderr
+
+
+def test_csv_and_plot_on_one_file_exit_2_before_reading(capture, tmp_path):
+    same = tmp_path / "both.png"
+    result = invoke(str(capture), "--csv", str(same), "--plot", str(same))
+    assert result.exit_code == 2 and "one file cannot hold both" in result.stderr
+    assert not same.exists()
 
 
 def test_a_plot_needs_a_known_image_suffix(capture, tmp_path):

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from bmslink.capture import CaptureReport, FrameBatch
-    from bmslink.diagnose.analyze import Analysis
-    from bmslink.profiles.base import Profile
+    from bmslink.diagnose.analyze import Analysis, Analyzer
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -85,11 +84,9 @@ class _CsvRows:
         self.keys: list[str] = []
         self.places: dict[str, int] = {}
 
-    def header(self, profile: Profile) -> None:
-        from bmslink.diagnose.analyze import series_decimals, series_keys
-
-        self.keys = series_keys(profile)
-        self.places = series_decimals(profile)
+    def header(self, analyzer: Analyzer) -> None:
+        self.keys = analyzer.keys
+        self.places = analyzer.decimals
         self.handle.write(",".join(["time", *self.keys]) + "\n")
 
     def __call__(self, bins: np.ndarray, rows: np.ndarray) -> None:
@@ -198,6 +195,12 @@ def analyze_command(
     for option, path in (("--csv", csv_path), ("--plot", plot)):
         if path is not None:
             _check_output(option, path, capture)
+    if (
+        csv_path is not None
+        and plot is not None
+        and Path(csv_path).resolve() == Path(plot).resolve()
+    ):
+        fail(f"--csv {csv_path} and --plot {plot}: one file cannot hold both", code=2)
 
     from bmslink.capture import CaptureError, CaptureReport, read_capture
     from bmslink.diagnose.analyze import AnalyzeError, analyze
@@ -223,7 +226,7 @@ def analyze_command(
                 inverter=family,
                 cells=cells,
                 rows=sink,
-                on_profile=sink.header if sink is not None else None,
+                on_start=sink.header if sink is not None else None,
             )
         if plot is not None:
             _plot(result, outputs[-1].partial, plot)

@@ -52,7 +52,7 @@ import numpy as np
 from bmslink.capture import CaptureReport, FrameBatch
 from bmslink.diagnose.check import Checker, Finding
 from bmslink.diagnose.detect import Detection, detect
-from bmslink.diagnose.stats import SAMPLE_INTERVALS, CaptureStats, IdStats, numbered
+from bmslink.diagnose.stats import SAMPLE_INTERVALS, CaptureStats, numbered
 from bmslink.errors import BmslinkError, DecodeError
 from bmslink.profiles.base import (
     AlarmBits,
@@ -333,6 +333,8 @@ class GapSummary:
     threshold_s: float | None = None
     first: list[tuple[float, float]] = field(default_factory=list)  # (start, length)
     pending: list[tuple[float, float]] = field(default_factory=list)  # threshold not known yet
+    table_period_s: float | None = None  # the profile's period for this id, if it has one
+    last_seen: float = float("nan")  # time of the id's last frame so far
 
     def add(self, starts: np.ndarray, lengths: np.ndarray) -> None:
         if not len(lengths):
@@ -454,17 +456,15 @@ class _Series:
     """Bins the decoded frames into rows as they complete: carry-forward with expiry."""
 
     def __init__(self, plans: list[_Plan], keys: list[str], resolution_s: float) -> None:
-        self.plans = [p for p in plans if p.keys or p.targets]
+        self.plans = plans  # those with a key or an alarm target (Analyzer keeps no other)
         self.keys = keys
         self.resolution_s = resolution_s
         position = {k: i for i, k in enumerate(keys)}
         # per plan: where each of its columns (keys, then alarm targets) goes in a row
         self.targets = {id(p): [position[k] for k in (*p.keys, *p.targets)] for p in self.plans}
-        counts = np.bincount([t for p in self.plans for t in self.targets[id(p)]])
-        #: plans with a key another plan also carries (none in the bundled profiles)
-        self.shared = {id(p) for p in self.plans if any(counts[t] > 1 for t in self.targets[id(p)])}
-        if self.shared:  # all of them go through the "latest wins" path, in any order
-            self.shared = {id(p) for p in self.plans}
+        columns = [t for p in self.plans for t in self.targets[id(p)]]
+        #: a key two frames carry (none in the bundled profiles): the latest frame wins
+        self.latest_wins = len(columns) != len(set(columns))
         self.carry_t = {id(p): -np.inf for p in self.plans}
         self.carry_v = {id(p): np.full(len(p.keys) + len(p.targets), np.nan) for p in self.plans}
         self.open_bin: int | None = None  # every bin before it has been emitted
@@ -538,7 +538,7 @@ class _Series:
     ) -> None:
         rows = np.full((len(bins), len(self.keys)), np.nan)
         start_times = bins * self.resolution_s
-        seen_by_key: np.ndarray | None = None
+        seen_by_key = np.full(rows.shape, -np.inf) if self.latest_wins else None
         for plan in self.plans:
             times, frame_bins, values = frames[id(plan)]
             index = np.searchsorted(frame_bins, bins, side="right") - 1  # the carry is at 0
@@ -547,15 +547,13 @@ class _Series:
             picked = values[index]
             picked[~fresh] = np.nan
             columns = self.targets[id(plan)]
-            if id(plan) in self.shared:  # a key two frames carry: the latest frame wins
-                if seen_by_key is None:
-                    seen_by_key = np.full((len(bins), len(self.keys)), -np.inf)
-                for column, target in enumerate(columns):
-                    newer = fresh & (seen > seen_by_key[:, target])
-                    rows[newer, target] = picked[newer, column]
-                    seen_by_key[newer, target] = seen[newer]
-            else:
+            if seen_by_key is None:
                 rows[:, columns] = picked
+                continue
+            for column, target in enumerate(columns):
+                newer = fresh & (seen > seen_by_key[:, target])
+                rows[newer, target] = picked[newer, column]
+                seen_by_key[newer, target] = seen[newer]
         used = ~np.isnan(rows).all(axis=1)
         if used.any():
             self.rows += int(used.sum())
@@ -625,7 +623,7 @@ class Analysis:
         out: list[dict[str, Any]] = []
         for key, s in sorted(self.stats.ids.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             spec = self.profile.spec(s.can_id, s.extended)
-            gaps = self.gaps.get(key, GapSummary())
+            gaps = self.gaps[key]  # every id counted has been through _gaps
             out.append(
                 {
                     "id": s.label,
@@ -634,7 +632,7 @@ class Analysis:
                     "sender": spec.sender if spec else None,
                     "count": s.count,
                     "period_s": _num(s.period),
-                    "table_period_s": _table_period(self.profile, s),
+                    "table_period_s": gaps.table_period_s,
                     "jitter_s": _num(_iqr(s.intervals)),
                     "min_interval_s": _num(s.min_interval if s.intervals else None),
                     "lengths": {str(n): int(c) for n, c in enumerate(s.lengths.tolist()) if c},
@@ -732,13 +730,12 @@ class Analyzer:
         targets = [t for t in ALARM_TARGETS if any(t in p.targets for p in self.plans)]
         #: the time-series columns: every field, then the alarm targets (as name masks)
         self.keys = [*self.fields, *targets]
+        self._alarm_columns = [i for i, k in enumerate(self.keys) if k in ALARM_TARGETS]
         self.decimals = {k: f.decimals for k, f in self.fields.items()}
         self.alarms: dict[str, dict[str, AlarmSummary]] = {t: {} for t in targets}
         self._alarm_tracks = {id(p): _AlarmTrack() for p in self.plans if p.targets}
         self.decode_errors: dict[str, int] = {}
         self.gaps: dict[tuple[int, bool], GapSummary] = {}
-        self._last_seen: dict[tuple[int, bool], float] = {}
-        self._gap_periods: dict[tuple[int, bool], float | None] = {}
         self.series = _Series(self.plans, self.keys, resolution_s)
         self.envelope = Envelope(self.keys, resolution_s, cap=envelope_bins)
         self._sink = rows
@@ -766,9 +763,10 @@ class Analyzer:
         clamped = np.fmax.accumulate(np.concatenate([[self._clock], times]))[1:]
         if not np.isnan(clamped[-1]):
             self._clock = float(clamped[-1])
-        self._gaps(batch)
         keys = batch.ids.astype(np.int64) | (batch.extended.astype(np.int64) << 32)
+        self._gaps(batch, keys)
         chunk: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        by_key: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         for plan in self.plans:
             rows = plan.rows(keys, batch)
             if not len(rows):
@@ -783,17 +781,24 @@ class Analyzer:
                 continue
             raw_times = times[rows]
             for column, key in enumerate(plan.keys):
-                self.fields[key].add(values[:, column], raw_times)
+                by_key.setdefault(key, []).append((rows, values[:, column], raw_times))
             if plan.targets:
                 masks = plan.alarm_masks(self.profile, batch, rows)
                 self._alarms(plan, clamped[rows], raw_times, masks)
                 values = np.hstack([values, masks])
             chunk[id(plan)] = (clamped[rows], values)
+        for key, parts in by_key.items():
+            _, key_values, key_times = parts[0]
+            if len(parts) > 1:  # a key two frames carry: their rows back in capture order
+                order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+                key_values = np.concatenate([p[1] for p in parts])[order]
+                key_times = np.concatenate([p[2] for p in parts])[order]
+            self.fields[key].add(key_values, key_times)
         self.series.add(chunk, clamped[~np.isnan(clamped)], self._rows)
 
     def _rows(self, bins: np.ndarray, rows: np.ndarray) -> None:
         plot_rows = rows
-        alarm_columns = [i for i, k in enumerate(self.keys) if k in ALARM_TARGETS]
+        alarm_columns = self._alarm_columns
         if alarm_columns:  # the envelope keeps "any name active", for shading
             plot_rows = rows.copy()
             active = rows[:, alarm_columns]
@@ -803,9 +808,11 @@ class Analyzer:
         if self._sink is not None:
             self._sink(bins, rows)
 
-    def _gaps(self, batch: FrameBatch) -> None:
-        """Intervals above max(3 periods, 2 s), per id; held while the period is unknown."""
-        keys = batch.ids.astype(np.int64) | (batch.extended.astype(np.int64) << 32)
+    def _gaps(self, batch: FrameBatch, keys: np.ndarray) -> None:
+        """Intervals above max(3 periods, 2 s), per id; held while the period is unknown.
+
+        ``keys``: each row's id with the extended flag in bit 32, as :meth:`add` has them.
+        """
         distinct = np.unique(keys)
         times = batch.timestamps
         if len(distinct) <= 64:  # the usual bus: a mask per id beats sorting the batch
@@ -820,18 +827,16 @@ class Analyzer:
             ident = (key & 0xFFFFFFFF, bool(key >> 32))
             summary = self.gaps.get(ident)
             if summary is None:
-                summary = self.gaps[ident] = GapSummary()
-                self._gap_periods[ident] = _profile_period(self.profile, *ident)
-                self._last_seen[ident] = float("nan")
-            previous = self._last_seen[ident]
-            t = np.concatenate([[previous], times[rows]])
-            self._last_seen[ident] = float(t[-1])
+                period = _profile_period(self.profile, *ident)
+                summary = self.gaps[ident] = GapSummary(table_period_s=period)
+            t = np.concatenate([[summary.last_seen], times[rows]])
+            summary.last_seen = float(t[-1])
             with np.errstate(invalid="ignore"):
                 intervals = np.diff(t)
                 candidates = np.flatnonzero(intervals > GAP_FLOOR_S)
             gap_starts, gap_lengths = t[candidates], intervals[candidates]
             if summary.threshold_s is None:
-                period = self._gap_periods[ident]
+                period = summary.table_period_s
                 stats = self.stats.ids[ident]
                 if period is None and len(stats.intervals) >= SAMPLE_INTERVALS:
                     period = float(np.median(stats.intervals))
@@ -939,12 +944,13 @@ def analyze(
     cells: int | None = None,
     rows: RowSink | None = None,
     envelope_bins: int = ENVELOPE_BINS,
-    on_profile: Callable[[Profile], None] | None = None,
+    on_start: Callable[[Analyzer], None] | None = None,
 ) -> Analysis:
     """One pass over ``batches``; ``profile=None`` detects it from the first batch.
 
     Raises AnalyzeError when no profile is named and the first batch matches none.
-    ``on_profile`` is told the profile before any row is produced (to write a header).
+    ``on_start`` gets the analyser before any row is produced: its ``keys`` and
+    ``decimals`` are the time series' columns (to write a header).
     """
     stream = numbered(batches)
     first_detection: Detection | None = None
@@ -963,8 +969,6 @@ def analyze(
         from bmslink.profiles import get_profile
 
         profile = get_profile(first_detection.best.profile)
-    if on_profile is not None:
-        on_profile(profile)
     analyzer = Analyzer(
         profile,
         resolution_s=resolution_s,
@@ -973,6 +977,8 @@ def analyze(
         rows=rows,
         envelope_bins=envelope_bins,
     )
+    if on_start is not None:
+        on_start(analyzer)
     if first is not None:
         analyzer.add(first)
     for batch in stream:
@@ -981,16 +987,6 @@ def analyze(
     if first_detection is not None:
         result = replace(result, chosen_by="first_chunk", first_detection=first_detection)
     return result
-
-
-def series_keys(profile: Profile) -> list[str]:
-    """The time-series columns (after ``time``) analysing ``profile`` produces."""
-    return Analyzer(profile).keys
-
-
-def series_decimals(profile: Profile) -> dict[str, int]:
-    """Decimal places of each numeric series column, from the profile's scales."""
-    return Analyzer(profile).decimals
 
 
 def alarm_names(mask: float) -> list[str]:
@@ -1023,10 +1019,6 @@ def _profile_period(profile: Profile, can_id: int, extended: bool) -> float | No
     return min(periods) if periods else None
 
 
-def _table_period(profile: Profile, s: IdStats) -> float | None:
-    return _profile_period(profile, s.can_id, s.extended)
-
-
 __all__ = [
     "DEFAULT_RESOLUTION_S",
     "Analysis",
@@ -1036,6 +1028,4 @@ __all__ = [
     "FieldSummary",
     "alarm_names",
     "analyze",
-    "series_decimals",
-    "series_keys",
 ]
