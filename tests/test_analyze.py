@@ -24,7 +24,8 @@ from bmslink.diagnose.analyze import Analysis, Analyzer, alarm_names, analyze
 from bmslink.errors import DecodeError
 from bmslink.profiles import PROFILES, get_profile
 from bmslink.profiles.base import AlarmBits, AlarmPairs, Bits, Coded, Flag, FrameSpec, Num, Profile
-from bmslink.roles.inverter import PERIODS_TO_EXPIRE, InverterRole
+from bmslink.profiles.expiry import FRAME_EXPIRY_S, frame_expiry
+from bmslink.roles.inverter import InverterRole
 from bmslink.sim.traffic import drifting_state, profile_traffic
 from bmslink.state import BatteryState
 
@@ -215,8 +216,11 @@ def assert_matches_per_frame(profile: Profile, batch: FrameBatch, result: Analys
 
 def test_expiry_rule_is_the_inverter_roles():
     default = inspect.signature(InverterRole.__init__).parameters["frame_expiry_s"].default
-    assert default == engine.FRAME_EXPIRY_S
-    assert PERIODS_TO_EXPIRE == engine.PERIODS_TO_EXPIRE
+    assert default == FRAME_EXPIRY_S
+    specs = [s for p in PROFILES.values() for s in p.frames_from("battery")]
+    assert {s.period_s for s in specs if s.period_s} >= {60.0}  # a slow frame is among them
+    for spec in specs:
+        assert engine._Plan.of(spec).expiry_s == frame_expiry(spec), spec.label
 
 
 def test_pylontech_with_alarms_a_hole_and_rejected_frames_matches_the_decoder():

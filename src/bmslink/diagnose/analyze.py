@@ -64,14 +64,12 @@ from bmslink.profiles.base import (
     Num,
     Profile,
 )
+from bmslink.profiles.expiry import frame_expiry
 from bmslink.profiles.vector import decode_columns, raw_column
 from bmslink.scaling import decimal_places
 from bmslink.state import ALARM_NAMES
 
 DEFAULT_RESOLUTION_S = 1.0
-#: Same rule as the inverter role: a frame's values live 10 s, or 2.5 periods if longer.
-FRAME_EXPIRY_S = 10.0
-PERIODS_TO_EXPIRE = 2.5
 GAP_PERIODS = 3.0
 GAP_FLOOR_S = 2.0
 KEEP_GAPS = 50
@@ -133,9 +131,7 @@ class _Plan:
                     if f.target not in targets:
                         targets.append(f.target)
                     alarm_bytes.append(f.byte)
-        expiry = FRAME_EXPIRY_S
-        if spec.period_s is not None:
-            expiry = max(FRAME_EXPIRY_S, PERIODS_TO_EXPIRE * spec.period_s)
+        expiry = frame_expiry(spec)
         wire = tuple(i | (int(spec.extended) << 32) for i in spec.wire_ids)
         return cls(spec, keys, decimals, units, expiry, targets, sorted(alarm_bytes), wire)
 

@@ -27,12 +27,10 @@ import can
 
 from bmslink.clock import Clock
 from bmslink.errors import DecodeError, EncodeError
-from bmslink.profiles.base import AlarmBits, AlarmPairs, FrameSpec, Profile, assemble
+from bmslink.profiles.base import AlarmBits, AlarmPairs, FrameSpec, Profile
+from bmslink.profiles.expiry import FRAME_EXPIRY_S, frame_expiry, frame_key, fresh_state
 from bmslink.roles.common import EVENT_HISTORY, RoleEvent, Sleep, drain, run_polling
 from bmslink.state import STATE_KEYS, BatteryState
-
-#: A frame's values live at least this many of its periods (slow frames: BYD 0x190 every 60 s).
-PERIODS_TO_EXPIRE = 2.5
 
 
 class InverterRole:
@@ -46,7 +44,7 @@ class InverterRole:
         *,
         keepalive_period_s: float | None = None,
         lost_timeout_s: float | None = None,
-        frame_expiry_s: float = 10.0,
+        frame_expiry_s: float = FRAME_EXPIRY_S,
     ) -> None:
         self.bus = bus
         self.profile = profile
@@ -96,8 +94,7 @@ class InverterRole:
                 self.decode_errors += 1
                 self.last_error = str(exc)
                 continue
-            mux = decoded.spec.mux
-            key = decoded.spec.label if mux is None else f"{decoded.spec.label}/{mux[1]}"
+            key = frame_key(decoded.spec)
             self._latest[key] = (now, decoded.spec, decoded.fields)
             self._expired.discard(key)
             if not self._liveness or decoded.spec.id in self._liveness:
@@ -140,11 +137,6 @@ class InverterRole:
             sent_round = True
         self.keepalives_sent += sent_round
 
-    def _expiry(self, spec: FrameSpec) -> float:
-        if spec.period_s is None:
-            return self.frame_expiry_s
-        return max(self.frame_expiry_s, PERIODS_TO_EXPIRE * spec.period_s)
-
     def _check_battery(self, now: float) -> None:
         online = self._last_frame is not None and now - self._last_frame <= self.lost_timeout_s
         if online != self._online:
@@ -152,7 +144,7 @@ class InverterRole:
             self.battery_lost_count += not online
             self.events.append(RoleEvent(now, "battery_online" if online else "battery_lost"))
         for key, (seen, spec, _) in self._latest.items():
-            if key not in self._expired and now - seen > self._expiry(spec):
+            if key not in self._expired and now - seen > frame_expiry(spec, self.frame_expiry_s):
                 self._expired.add(key)
                 if online:
                     self.events.append(RoleEvent(now, "frame_lost", f"{key} {spec.name}"))
@@ -168,16 +160,8 @@ class InverterRole:
         self._check_battery(now)
         if not self._online:
             return None
-        fresh = [
-            (spec, fields)
-            for seen, spec, fields in self._latest.values()
-            if now - seen <= self._expiry(spec)
-        ]
-        # fresh lists: a consumer editing its alarms must not change what we hold
-        values: dict[str, Any] = {
-            k: list(v) if isinstance(v, list) else v for k, v in assemble(fresh).items()
-        }
-        return BatteryState(**values)
+        state = fresh_state(self._latest, now, self.frame_expiry_s)
+        return state if state is not None else BatteryState()
 
     async def run(
         self, stop: asyncio.Event | None = None, tick_s: float = 0.02, sleep: Sleep = asyncio.sleep
